@@ -1,0 +1,43 @@
+// Lint rules: typescript-eslint's type-checked set, plus the layering rules of DESIGN.md.
+import js from '@eslint/js'
+import tseslint from 'typescript-eslint'
+
+export default tseslint.config(
+  { ignores: ['node_modules/', 'dist/', 'migrations/', '.data/'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      // Fastify's plugins and hooks are async by convention, with or without an await inside.
+      '@typescript-eslint/require-await': 'off',
+      // Only config.ts reads the environment (scripts and tests have their own entries below).
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'Read settings through loadConfig (src/config.ts).' },
+      ],
+      // SQL lives in src/db/ and the stores only.
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['drizzle-orm', 'drizzle-orm/*', 'pg', '@electric-sql/pglite'],
+              message: 'Database access belongs in src/db/ and *-store.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/db/**', 'src/**/*-store.ts', 'test/**', 'bench/**', 'scripts/**', 'drizzle.config.ts'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  { files: ['src/main.ts', 'test/**', 'bench/**', 'scripts/**'], rules: { 'no-restricted-properties': 'off' } },
+  { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+)

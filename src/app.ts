@@ -1,0 +1,65 @@
+// buildApp: the whole HTTP service over a given configuration and database, never listening (tests inject).
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
+import { authenticate } from './auth/authenticate.ts'
+import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.ts'
+import type { Config } from './config.ts'
+import type { Database } from './db/database.ts'
+import { healthRoutes } from './health/health-routes.ts'
+import { installErrorHandlers } from './http/errors.ts'
+import { installOpenApi } from './http/openapi.ts'
+import { BODY_LIMIT_BYTES, installBodyParsing, installSecurity, installValidators, requestIdOf } from './http/security.ts'
+import { createTaskStore } from './tasks/task-store.ts'
+import { taskRoutes } from './tasks/task-routes.ts'
+
+/** What the app is built from. `logStream` receives the JSON log lines (tests capture them); default stdout. */
+export interface AppDependencies {
+  config: Readonly<Config>
+  database: Database
+  logStream?: DestinationStream
+  /** A verifier to use instead of one made from `config` (tests inject one with a fake clock). */
+  tokenVerifier?: TokenVerifier
+}
+
+/** Builds the Fastify instance with every route registered and ready; the caller listens or injects, and closes it. */
+export async function buildApp({ config, database, logStream, tokenVerifier }: AppDependencies): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: {
+      level: config.logLevel,
+      // Fastify's request serializer logs no headers; this keeps it so if anyone adds them.
+      redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
+      ...(logStream === undefined ? {} : { stream: logStream }),
+    },
+    genReqId: requestIdOf,
+    requestIdHeader: false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    // A client gets this long to send a whole request; idle keep-alive connections close after 72 s.
+    requestTimeout: 30_000,
+    return503OnClosing: true,
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  installErrorHandlers(app)
+  installValidators(app)
+  installBodyParsing(app)
+  await installSecurity(app, config)
+  await installOpenApi(app)
+
+  const verifier =
+    tokenVerifier ??
+    createTokenVerifier(config, {
+      onJwksFetchError: (error) => app.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'JWKS fetch failed'),
+    })
+  const taskStore = createTaskStore(database.db)
+
+  await app.register(healthRoutes, { ping: () => database.ping() })
+  await app.register(
+    async (api) => {
+      authenticate(api, verifier)
+      await api.register(taskRoutes, { prefix: '/tasks', taskStore })
+    },
+    { prefix: '/api' },
+  )
+  await app.ready()
+  return app
+}

@@ -1,0 +1,43 @@
+// The authentication step of every /api route: Authorization header → verified token → request.userId.
+import type { FastifyInstance } from 'fastify'
+import { HttpError, serviceUnavailable } from '../http/errors.ts'
+import { AuthError, type TokenVerifier } from './token-verifier.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The caller's user id from a verified token; set only inside the /api scope. */
+    userId: string
+  }
+}
+
+/** `Bearer <token>`; the scheme is case-insensitive (RFC 7235 §2.1). */
+const BEARER = /^Bearer +(\S+) *$/i
+
+/** 401s with the bodies and `WWW-Authenticate` values of API.md's table (RFC 6750 §3). */
+const NOT_AUTHENTICATED = new HttpError(401, 'Not authenticated', { 'www-authenticate': 'Bearer' })
+const INVALID_TOKEN = new HttpError(401, 'Invalid token', { 'www-authenticate': 'Bearer error="invalid_token"' })
+const TOKEN_EXPIRED = new HttpError(401, 'Token expired', { 'www-authenticate': 'Bearer error="invalid_token"' })
+
+/**
+ * Registers the authentication hook on the instance it is called with: register it inside the /api scope,
+ * so /health, /ready and /docs stay public without exemptions. Errors: 401 as above, 503 with Retry-After
+ * when the key set cannot be fetched (the token may be valid, so the client must not sign its user out).
+ */
+export function authenticate(app: FastifyInstance, verifier: TokenVerifier): void {
+  app.decorateRequest('userId', '')
+  app.addHook('onRequest', async (request) => {
+    const header = request.headers.authorization
+    const match = header === undefined ? null : BEARER.exec(header)
+    if (match?.[1] === undefined) throw NOT_AUTHENTICATED
+    try {
+      request.userId = (await verifier.verify(match[1])).userId
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error
+      if (error.reason === 'unavailable') {
+        request.log.warn('JWKS unreachable and no key set fetched yet: answered 503')
+        throw serviceUnavailable()
+      }
+      throw error.reason === 'expired' ? TOKEN_EXPIRED : INVALID_TOKEN
+    }
+  })
+}

@@ -1,0 +1,125 @@
+// Turns a bearer token into the caller's user id, by API.md's "Authentication" rules, or says why not.
+import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
+import type { Config } from '../config.ts'
+import { createJwksKeys, KeySetUnavailableError, type JwksKeys } from './jwks-keys.ts'
+
+/** Why a token was refused: 401 "Token expired", 401 "Invalid token", or 503 (the key set is unreachable). */
+export type AuthFailure = 'expired' | 'invalid' | 'unavailable'
+
+/** Thrown by `verify`; `reason` decides the answer, and nothing of the token is in the message. */
+export class AuthError extends Error {
+  constructor(readonly reason: AuthFailure) {
+    super(`token refused: ${reason}`)
+    this.name = 'AuthError'
+  }
+}
+
+/** What a verified token tells the service: only who the caller is (API.md rule 4). */
+export interface VerifiedToken {
+  userId: string
+}
+
+export interface TokenVerifier {
+  /** @throws AuthError when the token is expired, invalid, or cannot be checked now. */
+  verify(token: string): Promise<VerifiedToken>
+  /** The remote key set, when `JWT_JWKS_URL` is configured. */
+  readonly jwksKeys: JwksKeys | null
+}
+
+/** The asymmetric algorithms accepted from the JWKS (Better Auth signs with EdDSA, ES256, ES512, RS256 or PS256). */
+export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+
+/** Longest accepted user id, the width of `tasks.user_id` (API.md rule 3). */
+const MAX_USER_ID_LENGTH = 255
+
+export type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'>
+
+/**
+ * Creates the verifier. HS256 uses the secret's raw UTF-8 bytes (as Better Auth signs its cookie cache),
+ * imported once; every other algorithm goes to the JWKS or is refused (API.md rule 1).
+ */
+export function createTokenVerifier(
+  config: TokenVerifierConfig,
+  options: { now?: () => number; onJwksFetchError?: (error: unknown) => void } = {},
+): TokenVerifier {
+  const now = options.now ?? Date.now
+  const hmacKey = crypto.subtle.importKey(
+    'raw',
+    new TextEncoder().encode(config.betterAuthSecret),
+    { name: 'HMAC', hash: 'SHA-256' },
+    false,
+    ['verify'],
+  )
+  const jwksKeys =
+    config.jwksUrl === null
+      ? null
+      : createJwksKeys({ url: config.jwksUrl, now, ...(options.onJwksFetchError ? { onFetchError: options.onJwksFetchError } : {}) })
+  const common = { clockTolerance: config.clockToleranceS, requiredClaims: ['exp'] }
+
+  async function verifyClaims(token: string): Promise<JWTPayload> {
+    let alg: unknown
+    try {
+      alg = decodeProtectedHeader(token).alg
+    } catch {
+      throw new AuthError('invalid')
+    }
+    const currentDate = new Date(now())
+    if (alg === 'HS256') {
+      const { payload } = await jwtVerify(token, await hmacKey, { ...common, currentDate, algorithms: ['HS256'] })
+      // Better Auth's cookie-cache JWT has no iss/aud, and the shared secret already proves its origin.
+      checkIssuerAndAudience(payload, config, false)
+      return payload
+    }
+    if (jwksKeys !== null && typeof alg === 'string' && ASYMMETRIC_ALGORITHMS.includes(alg)) {
+      const { payload } = await jwtVerify(token, jwksKeys.getKey, { ...common, currentDate, algorithms: ASYMMETRIC_ALGORITHMS })
+      checkIssuerAndAudience(payload, config, true)
+      return payload
+    }
+    throw new AuthError('invalid')
+  }
+
+  return {
+    jwksKeys,
+    async verify(token) {
+      let payload: JWTPayload
+      try {
+        payload = await verifyClaims(token)
+      } catch (error) {
+        if (error instanceof AuthError) throw error
+        if (error instanceof KeySetUnavailableError) throw new AuthError('unavailable')
+        if (error instanceof errors.JWTExpired) throw new AuthError('expired')
+        throw new AuthError('invalid')
+      }
+      // jose checks iat only against a maximum age; API.md also refuses one from the future.
+      if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS) throw new AuthError('invalid')
+      return { userId: userIdOf(payload) }
+    },
+  }
+}
+
+/** `iss` and `aud` against JWT_ISSUER / JWT_AUDIENCE; a claim the token lacks is refused only when `required`. */
+function checkIssuerAndAudience(payload: JWTPayload, config: TokenVerifierConfig, required: boolean): void {
+  if (config.issuer !== null) {
+    if (payload.iss === undefined ? required : payload.iss !== config.issuer) throw new AuthError('invalid')
+  }
+  if (config.audiences.length > 0) {
+    const aud: unknown = payload.aud
+    if (aud === undefined) {
+      if (required) throw new AuthError('invalid')
+    } else {
+      const audiences: unknown[] = Array.isArray(aud) ? aud : [aud]
+      if (!audiences.some((value) => typeof value === 'string' && config.audiences.includes(value))) throw new AuthError('invalid')
+    }
+  }
+}
+
+/**
+ * The user id: `sub`, or when there is no `sub`, `user.id` (Better Auth's cookie cache). A non-empty string
+ * of at most 255 characters that PostgreSQL can store (no NUL, no lone surrogate); anything else is invalid.
+ */
+function userIdOf(payload: JWTPayload): string {
+  const candidate: unknown = payload.sub !== undefined ? payload.sub : (payload.user as { id?: unknown } | undefined)?.id
+  if (typeof candidate !== 'string' || candidate === '' || candidate.length > MAX_USER_ID_LENGTH) throw new AuthError('invalid')
+  if (candidate.includes('\u0000') || !candidate.isWellFormed()) throw new AuthError('invalid')
+  return candidate
+}

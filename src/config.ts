@@ -1,0 +1,140 @@
+// The only place that reads the environment: every setting of API.md's configuration table, checked at once.
+
+/** The development value of `BETTER_AUTH_SECRET` from the original plan; refused when `NODE_ENV=production`. */
+export const DEVELOPMENT_SECRET = 'zF4Gr5uYTUtVZVcyXGLFaTyskJhewCl5'
+
+/** Where the tasks live: embedded PGlite (a directory or memory) or a PostgreSQL server. */
+export type DatabaseTarget = { kind: 'pglite'; dataDir: string } | { kind: 'pglite-memory' } | { kind: 'postgres'; url: string }
+
+/** The service's settings, as API.md's configuration table defines them. */
+export interface Config {
+  /** `NODE_ENV === 'production'`: stricter secret rules. */
+  production: boolean
+  /** TCP port to listen on (`PORT`, default 8000). */
+  port: number
+  /** Address to listen on (`HOST`, default `0.0.0.0`). */
+  host: string
+  /** `DATABASE_URL`: unset → PGlite in `./.data`, `memory://` → PGlite in memory, `postgres(ql)://` → server. */
+  database: DatabaseTarget
+  /** HS256 shared secret (`BETTER_AUTH_SECRET`), as its raw UTF-8 bytes' source string. */
+  betterAuthSecret: string
+  /** True when `betterAuthSecret` is the plan's development value (a warning is logged at start). */
+  usingDevelopmentSecret: boolean
+  /** `JWT_JWKS_URL`: where asymmetric keys come from; null disables asymmetric tokens. */
+  jwksUrl: URL | null
+  /** `JWT_ISSUER`: the required `iss`, or null. */
+  issuer: string | null
+  /** `JWT_AUDIENCE` split on commas: any one matches; empty when unset. */
+  audiences: readonly string[]
+  /** `JWT_CLOCK_TOLERANCE` in seconds (default 30): leeway for `exp`, `nbf`, `iat`. */
+  clockToleranceS: number
+  /** `CORS_ORIGINS` split on commas (default `http://localhost:3000`). */
+  corsOrigins: readonly string[]
+  /** `LOG_LEVEL` (default `info`). */
+  logLevel: LogLevel
+  /** `DATABASE_POOL_MAX` (default 10): connections per process to a PostgreSQL server. */
+  poolMax: number
+  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit, enforced by the server. */
+  statementTimeoutMs: number
+  /** `DATABASE_CONNECT_TIMEOUT_MS` (default 5000): limit on opening a connection. */
+  connectTimeoutMs: number
+  /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
+  shutdownTimeoutMs: number
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Thrown by `loadConfig` when any variable is bad; `problems` has one line per bad variable. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+/**
+ * Reads the configuration from an environment (normally `process.env`).
+ * @throws ConfigError naming every bad variable at once.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Readonly<Config> {
+  const problems: string[] = []
+  const read = (name: string): string | undefined => {
+    const value = env[name]?.trim()
+    return value === undefined || value === '' ? undefined : value
+  }
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = read(name)
+    if (raw === undefined) return fallback
+    const value = Number(raw)
+    if (!/^\d+$/.test(raw) || value < min || value > max) {
+      problems.push(`${name} must be an integer from ${min} to ${max} (got "${raw}")`)
+      return fallback
+    }
+    return value
+  }
+  const list = (name: string, fallback: string): string[] =>
+    (read(name) ?? fallback)
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '')
+
+  const production = read('NODE_ENV') === 'production'
+
+  const secret = env.BETTER_AUTH_SECRET ?? DEVELOPMENT_SECRET
+  if (production && secret === DEVELOPMENT_SECRET) {
+    problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
+  } else if (production && secret.length < 32) {
+    problems.push('BETTER_AUTH_SECRET must be at least 32 characters in production')
+  } else if (secret === '') {
+    problems.push('BETTER_AUTH_SECRET must not be empty')
+  }
+
+  let database: DatabaseTarget = { kind: 'pglite', dataDir: './.data' }
+  const databaseUrl = read('DATABASE_URL')
+  if (databaseUrl !== undefined) {
+    if (databaseUrl === 'memory://') database = { kind: 'pglite-memory' }
+    else if (/^postgres(ql)?:\/\//.test(databaseUrl) && URL.canParse(databaseUrl)) database = { kind: 'postgres', url: databaseUrl }
+    else problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL, or memory://')
+  }
+
+  let jwksUrl: URL | null = null
+  const rawJwksUrl = read('JWT_JWKS_URL')
+  if (rawJwksUrl !== undefined) {
+    if (URL.canParse(rawJwksUrl) && ['http:', 'https:'].includes(new URL(rawJwksUrl).protocol)) jwksUrl = new URL(rawJwksUrl)
+    else problems.push(`JWT_JWKS_URL must be an http(s) URL (got "${rawJwksUrl}")`)
+  }
+
+  const corsOrigins = list('CORS_ORIGINS', 'http://localhost:3000')
+  for (const origin of corsOrigins) {
+    if (!URL.canParse(origin) || new URL(origin).origin !== origin) {
+      problems.push(`CORS_ORIGINS entries must be origins like https://app.example.com (got "${origin}")`)
+    }
+  }
+
+  const logLevel = (read('LOG_LEVEL') ?? 'info').toLowerCase()
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`)
+  }
+
+  const config: Config = {
+    production,
+    port: integer('PORT', 8000, 0, 65535),
+    host: read('HOST') ?? '0.0.0.0',
+    database,
+    betterAuthSecret: secret,
+    usingDevelopmentSecret: secret === DEVELOPMENT_SECRET,
+    jwksUrl,
+    issuer: read('JWT_ISSUER') ?? null,
+    audiences: list('JWT_AUDIENCE', ''),
+    clockToleranceS: integer('JWT_CLOCK_TOLERANCE', 30, 0, 3600),
+    corsOrigins,
+    logLevel: logLevel as LogLevel,
+    poolMax: integer('DATABASE_POOL_MAX', 10, 1, 1000),
+    statementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', 5000, 1, 600_000),
+    connectTimeoutMs: integer('DATABASE_CONNECT_TIMEOUT_MS', 5000, 1, 600_000),
+    shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+  return Object.freeze(config)
+}

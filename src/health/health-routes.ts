@@ -1,0 +1,30 @@
+// Liveness and readiness for load balancers and orchestrators: public, outside the /api scope.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { RETRY_AFTER_S } from '../http/errors.ts'
+
+const Status = Type.Object({ status: Type.Enum(['ok', 'unavailable']) })
+
+/** `/health`: the process answers (no database). `/ready`: the database answers `select 1`, else 503. */
+export const healthRoutes: FastifyPluginAsyncTypebox<{ ping: () => Promise<void> }> = async (app, { ping }) => {
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['health'], response: { 200: Status } } }, async () => ({
+    status: 'ok' as const,
+  }))
+
+  app.get(
+    '/ready',
+    { schema: { summary: 'Readiness: checks the database', tags: ['health'], response: { 200: Status, 503: Status } } },
+    async (request, reply) => {
+      try {
+        await ping()
+        return { status: 'ok' as const }
+      } catch (error) {
+        request.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'readiness check failed: database unavailable')
+        return reply
+          .code(503)
+          .header('retry-after', String(RETRY_AFTER_S))
+          .send({ status: 'unavailable' as const })
+      }
+    },
+  )
+}

@@ -1,0 +1,162 @@
+// The one place errors become responses: every error body is {"detail": …} (API.md "Errors").
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { Type } from 'typebox'
+import { isDatabaseUnavailable } from '../db/database.ts'
+
+/** An error that is an answer: `status` and `detail` go to the client as they are, with `headers`. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string | ValidationIssue[],
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(typeof detail === 'string' ? detail : 'validation failed')
+    this.name = 'HttpError'
+  }
+}
+
+/** Seconds a client should wait before retrying after a 503. */
+export const RETRY_AFTER_S = 5
+
+/** 503 for a fault that is not the client's: the database or the key set could not be reached. */
+export function serviceUnavailable(): HttpError {
+  return new HttpError(503, 'Service unavailable', { 'retry-after': String(RETRY_AFTER_S) })
+}
+
+/** One entry of a 422 body, in FastAPI's shape: where, what, and a machine-readable type. */
+export interface ValidationIssue {
+  loc: (string | number)[]
+  msg: string
+  type: string
+}
+
+interface AjvIssue {
+  keyword: string
+  instancePath: string
+  params: Record<string, unknown>
+  message?: string
+}
+
+const LOCATION_OF_PART: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' }
+
+const TYPE_OF_KEYWORD: Record<string, string> = {
+  required: 'missing',
+  additionalProperties: 'extra_forbidden',
+  maxLength: 'string_too_long',
+  minLength: 'string_too_short',
+  pattern: 'string_pattern_mismatch',
+  minimum: 'greater_than_equal',
+  maximum: 'less_than_equal',
+  enum: 'enum',
+}
+
+/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries. */
+export function toValidationIssues(part: string, issues: readonly AjvIssue[]): ValidationIssue[] {
+  const where = LOCATION_OF_PART[part] ?? part
+  return issues.map((issue) => {
+    const loc: (string | number)[] = [where, ...issue.instancePath.split('/').slice(1).map(decodePointer)]
+    if (issue.keyword === 'required') loc.push(String(issue.params.missingProperty))
+    if (issue.keyword === 'additionalProperties') loc.push(String(issue.params.additionalProperty))
+    const type = issue.keyword === 'type' ? `${String(issue.params.type)}_type` : (TYPE_OF_KEYWORD[issue.keyword] ?? issue.keyword)
+    const msg =
+      issue.keyword === 'required'
+        ? 'Field required'
+        : issue.keyword === 'additionalProperties'
+          ? 'Extra inputs are not permitted'
+          : issue.keyword === 'pattern'
+            ? (patternMessages.get(String(issue.params.pattern)) ?? 'String has an invalid format')
+            : capitalize(issue.message ?? 'Invalid value')
+    return { loc, msg, type }
+  })
+}
+
+const patternMessages = new Map<string, string>()
+
+/** A JSON Schema `pattern` with the message its 422 shows, registered once where the schema is defined. */
+export function describedPattern(pattern: string, message: string): string {
+  patternMessages.set(pattern, message)
+  return pattern
+}
+
+function decodePointer(segment: string): string | number {
+  const text = segment.replace(/~1/g, '/').replace(/~0/g, '~')
+  return /^\d+$/.test(text) ? Number(text) : text
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1)
+}
+
+/** Details for Fastify's own 4xx errors (body parsing): fixed words, never the parser's message. */
+const DETAIL_OF_FASTIFY_CODE: Record<string, string> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'Malformed JSON body',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'Malformed JSON body',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'Request body too large (limit 65536 bytes)',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'Unsupported media type: send application/json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
+  FST_ERR_BAD_URL: 'Malformed URL',
+}
+
+/**
+ * Installs the error and not-found handlers on the root instance, so every route and plugin shares them:
+ * validation → 422 with `[{loc, msg, type}]`; HttpError → its status; an unreachable database → 503 with
+ * `Retry-After`; Fastify's own 4xx → a fixed detail; anything else → 500, logged with the request id,
+ * and nothing of the cause in the body.
+ */
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setNotFoundHandler(async (_request, reply) => reply.code(404).send({ detail: 'Not Found' }))
+
+  app.setErrorHandler(async (error: FastifyError | HttpError, request, reply) => {
+    if (error instanceof HttpError) {
+      return reply.code(error.status).headers(error.headers).send({ detail: error.detail })
+    }
+    if (error.validation !== undefined) {
+      return reply.code(422).send({ detail: toValidationIssues(error.validationContext ?? 'body', error.validation) })
+    }
+    if (isDatabaseUnavailable(error)) {
+      request.log.warn({ cause: describeCause(error) }, 'database unavailable: answered 503')
+      const unavailable = serviceUnavailable()
+      return reply.code(503).headers(unavailable.headers).send({ detail: unavailable.detail })
+    }
+    const status = error.statusCode ?? 500
+    if (status >= 400 && status < 500) {
+      // The JSON parser's syntax errors (malformed JSON, a forbidden __proto__) have no Fastify code.
+      const code = error.name === 'SyntaxError' ? 'FST_ERR_CTP_INVALID_JSON_BODY' : error.code
+      const detail = DETAIL_OF_FASTIFY_CODE[code] ?? 'Bad request'
+      return reply.code(code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 400 : status).send({ detail })
+    }
+    request.log.error({ cause: describeCause(error) }, 'unexpected error: answered 500')
+    return reply.code(500).send({ detail: 'Internal server error' })
+  })
+}
+
+/** The innermost error's name, code and message: enough to diagnose, with no SQL parameters or stack. */
+function describeCause(error: unknown): { name: string; code?: string; message: string } {
+  let current = error
+  while (current instanceof Error && current.cause instanceof Error) current = current.cause
+  if (!(current instanceof Error)) return { name: typeof current, message: String(current) }
+  const code = (current as { code?: unknown }).code
+  return { name: current.name, ...(typeof code === 'string' ? { code } : {}), message: current.message }
+}
+
+/** Body of every error but 422 (API.md "Errors"). */
+export const ErrorResponse = Type.Object({ detail: Type.String() })
+
+/** Body of a 422: FastAPI's list of `{loc, msg, type}`. */
+export const ValidationErrorResponse = Type.Object({
+  detail: Type.Array(
+    Type.Object({
+      loc: Type.Array(Type.Unsafe<string | number>({ type: ['string', 'integer'] })),
+      msg: Type.String(),
+      type: Type.String(),
+    }),
+  ),
+})
+
+/** Response schemas of the given error statuses, for a route's `schema.response`. */
+export function errorResponses(...statuses: number[]): Record<number, typeof ErrorResponse | typeof ValidationErrorResponse> {
+  return Object.fromEntries(statuses.map((status) => [status, status === 422 ? ValidationErrorResponse : ErrorResponse]))
+}
+
+/** 422 for a request that needs a body and sent none (FastAPI's shape for a missing body). */
+export const BODY_MISSING = new HttpError(422, [{ loc: ['body'], msg: 'Field required', type: 'missing' }])

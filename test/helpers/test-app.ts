@@ -1,0 +1,71 @@
+// buildTestApp(t): the real app on a fresh database of its own, with its log lines captured.
+import { Writable } from 'node:stream'
+import type { TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../../src/app.ts'
+import type { TokenVerifier } from '../../src/auth/token-verifier.ts'
+import type { Config } from '../../src/config.ts'
+import type { Database } from '../../src/db/database.ts'
+import { createTestDatabase } from './databases.ts'
+import { TEST_SECRET } from './tokens.ts'
+
+/** A configuration for tests: memory database (ignored: the test database is passed in), TEST_SECRET, info logs. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    production: false,
+    port: 0,
+    host: '127.0.0.1',
+    database: { kind: 'pglite-memory' },
+    betterAuthSecret: TEST_SECRET,
+    usingDevelopmentSecret: false,
+    jwksUrl: null,
+    issuer: null,
+    audiences: [],
+    clockToleranceS: 30,
+    corsOrigins: ['http://localhost:3000'],
+    logLevel: 'info',
+    poolMax: 10,
+    statementTimeoutMs: 5000,
+    connectTimeoutMs: 5000,
+    shutdownTimeoutMs: 10_000,
+    ...overrides,
+  }
+}
+
+/** The app under test, its database, and every log line it wrote (JSON text). */
+export interface TestApp {
+  app: FastifyInstance
+  database: Database
+  logs: string[]
+}
+
+/** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
+export async function buildTestApp(
+  t: TestContext,
+  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier } = {},
+): Promise<TestApp> {
+  const testDatabase = await createTestDatabase()
+  const logs: string[] = []
+  const logStream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((line) => line !== ''),
+      )
+      callback()
+    },
+  })
+  const app = await buildApp({
+    config: testConfig(options.config),
+    database: testDatabase.database,
+    logStream,
+    ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
+  })
+  t.after(async () => {
+    await app.close()
+    await testDatabase.drop()
+  })
+  return { app, database: testDatabase.database, logs }
+}

@@ -11,4 +11,4 @@ CREATE TABLE "tasks" (
 --> statement-breakpoint
 CREATE INDEX "tasks_user_created_idx" ON "tasks" USING btree ("user_id","created_at","id");--> statement-breakpoint
 CREATE INDEX "tasks_user_updated_idx" ON "tasks" USING btree ("user_id","updated_at","id");--> statement-breakpoint
-CREATE INDEX "tasks_user_title_idx" ON "tasks" USING btree ("user_id","title","id");
+CREATE INDEX "tasks_user_title_idx" ON "tasks" USING btree ("user_id",lower("title") collate "C","id");

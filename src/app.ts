@@ -7,7 +7,7 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { installErrorHandlers } from './http/errors.ts'
+import { answerFrameworkError, installErrorHandlers } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import { BODY_LIMIT_BYTES, installBodyParsing, installSecurity, installValidators, requestIdOf } from './http/security.ts'
 import { createTaskStore } from './tasks/task-store.ts'
@@ -37,6 +37,8 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
     // A client gets this long to send a whole request; idle keep-alive connections close after 72 s.
     requestTimeout: 30_000,
     return503OnClosing: true,
+    // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
+    frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   installErrorHandlers(app)

@@ -29,7 +29,7 @@ export interface TokenVerifier {
 /** The asymmetric algorithms accepted from the JWKS (Better Auth signs with EdDSA, ES256, ES512, RS256 or PS256). */
 export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
 
-/** Longest accepted user id, the width of `tasks.user_id` (API.md rule 3). */
+/** Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md rule 3). */
 const MAX_USER_ID_LENGTH = 255
 
 export type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'>
@@ -119,7 +119,12 @@ function checkIssuerAndAudience(payload: JWTPayload, config: TokenVerifierConfig
  */
 function userIdOf(payload: JWTPayload): string {
   const candidate: unknown = payload.sub !== undefined ? payload.sub : (payload.user as { id?: unknown } | undefined)?.id
-  if (typeof candidate !== 'string' || candidate === '' || candidate.length > MAX_USER_ID_LENGTH) throw new AuthError('invalid')
+  if (typeof candidate !== 'string' || candidate === '' || characterCount(candidate) > MAX_USER_ID_LENGTH) throw new AuthError('invalid')
   if (candidate.includes('\u0000') || !candidate.isWellFormed()) throw new AuthError('invalid')
   return candidate
+}
+
+/** Code points, not UTF-16 units: 255 emoji are 255 characters to PostgreSQL's varchar(255), but 510 units to `length`. */
+function characterCount(text: string): number {
+  return text.length <= MAX_USER_ID_LENGTH ? text.length : [...text].length
 }

@@ -1,5 +1,5 @@
 // The one place errors become responses: every error body is {"detail": …} (API.md "Errors").
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { isDatabaseUnavailable } from '../db/database.ts'
 
@@ -57,7 +57,12 @@ export function toValidationIssues(part: string, issues: readonly AjvIssue[]): V
     const loc: (string | number)[] = [where, ...issue.instancePath.split('/').slice(1).map(decodePointer)]
     if (issue.keyword === 'required') loc.push(String(issue.params.missingProperty))
     if (issue.keyword === 'additionalProperties') loc.push(String(issue.params.additionalProperty))
-    const type = issue.keyword === 'type' ? `${String(issue.params.type)}_type` : (TYPE_OF_KEYWORD[issue.keyword] ?? issue.keyword)
+    // Ajv names a type list (`description`: string or null) as "string,null": the type is its first non-null one.
+    const types = String(issue.params.type).split(',')
+    const type =
+      issue.keyword === 'type'
+        ? `${types.find((name) => name !== 'null') ?? types[0]}_type`
+        : (TYPE_OF_KEYWORD[issue.keyword] ?? issue.keyword)
     const msg =
       issue.keyword === 'required'
         ? 'Field required'
@@ -65,7 +70,9 @@ export function toValidationIssues(part: string, issues: readonly AjvIssue[]): V
           ? 'Extra inputs are not permitted'
           : issue.keyword === 'pattern'
             ? (patternMessages.get(String(issue.params.pattern)) ?? 'String has an invalid format')
-            : capitalize(issue.message ?? 'Invalid value')
+            : issue.keyword === 'type'
+              ? `Must be ${types.join(' or ')}`
+              : capitalize(issue.message ?? 'Invalid value')
     return { loc, msg, type }
   })
 }
@@ -95,6 +102,22 @@ const DETAIL_OF_FASTIFY_CODE: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'Unsupported media type: send application/json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
   FST_ERR_BAD_URL: 'Malformed URL',
+  FST_ERR_MAX_PARAM_LENGTH: 'URL path segment too long',
+}
+
+/**
+ * Fastify's `frameworkErrors` option, for the errors it raises before routing (a URL it cannot decode, a path
+ * segment past `maxParamLength`). Without it Fastify answers those in its own `{statusCode, error, message}`
+ * envelope, echoing the path; the error handler is never reached from there, so this answers them itself.
+ */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = error.statusCode ?? 500
+  if (status >= 400 && status < 500) {
+    void reply.code(status).send({ detail: DETAIL_OF_FASTIFY_CODE[error.code] ?? 'Bad request' })
+    return
+  }
+  request.log.error({ cause: describeCause(error) }, 'unexpected framework error: answered 500')
+  void reply.code(500).send({ detail: 'Internal server error' })
 }
 
 /**
@@ -160,3 +183,6 @@ export function errorResponses(...statuses: number[]): Record<number, typeof Err
 
 /** 422 for a request that needs a body and sent none (FastAPI's shape for a missing body). */
 export const BODY_MISSING = new HttpError(422, [{ loc: ['body'], msg: 'Field required', type: 'missing' }])
+
+/** 422 for a JSON body that is not an object (`null`, an array, a scalar): the entry Ajv gives for one. */
+export const BODY_NOT_OBJECT = new HttpError(422, [{ loc: ['body'], msg: 'Must be object', type: 'object_type' }])

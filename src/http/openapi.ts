@@ -20,6 +20,9 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
       },
     },
+    // A plugin's '/' route under a prefix is documented as '/api/tasks/'; Fastify serves it with and without
+    // the slash, and API.md names it '/api/tasks', so the document does too (clients generated from it agree).
+    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/+$/, '') : url }),
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',

@@ -5,6 +5,7 @@ import helmet from '@fastify/helmet'
 import type { FastifyInstance, RawRequestDefaultExpression } from 'fastify'
 import { Ajv } from 'ajv'
 import type { Config } from '../config.ts'
+import { BODY_NOT_OBJECT } from './errors.ts'
 
 /** Largest accepted request body: 64 KiB (API.md "Errors": past it, 413). */
 export const BODY_LIMIT_BYTES = 64 * 1024
@@ -21,41 +22,82 @@ export function requestIdOf(request: RawRequestDefaultExpression): string {
 /**
  * Request validation with two Ajv instances, chosen deliberately (DESIGN.md): bodies are never coerced and
  * keep unknown fields (so they are refused with 422, not dropped); query strings and path parameters are
- * text by nature, so they are coerced to the schema's numbers, and their defaults are applied.
+ * text by nature, so plain decimal text becomes the schema's number (`textCoercionsOf`), and their
+ * defaults are applied.
  */
 export function installValidators(app: FastifyInstance): void {
   const common = { allErrors: true, allowUnionTypes: true, removeAdditional: false } as const
   const bodyAjv = new Ajv({ ...common, coerceTypes: false, useDefaults: false })
-  const textAjv = new Ajv({ ...common, coerceTypes: true, useDefaults: true })
-  app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : textAjv).compile(schema))
+  const textAjv = new Ajv({ ...common, coerceTypes: false, useDefaults: true })
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    if (httpPart === 'body') return bodyAjv.compile(schema)
+    const validate = textAjv.compile(schema)
+    const coercions = textCoercionsOf(schema)
+    return (data: unknown) => {
+      if (typeof data === 'object' && data !== null) {
+        const values = data as Record<string, unknown>
+        for (const [key, coerce] of coercions) {
+          const text = values[key]
+          const value = typeof text === 'string' ? coerce(text) : undefined
+          if (value !== undefined) values[key] = value
+        }
+      }
+      return validate(data) || { error: validate.errors ?? [] }
+    }
+  })
+}
+
+/** The only text a path or query value becomes a number from: plain decimal, as FastAPI takes it. */
+const DECIMAL_INTEGER = /^-?\d+$/
+const DECIMAL_NUMBER = /^-?\d+(?:\.\d+)?$/
+
+/** Turns one text value into its schema's type, or gives undefined to leave it text (and let Ajv refuse it). */
+type TextCoercion = (text: string) => number | boolean | undefined
+
+/**
+ * The coercion of each top-level property of a path or query schema that is not a string. Ajv's own
+ * `coerceTypes` is not used for these: it takes `0x10`, ` 1` and `1e3` as numbers, and it turns `1e400` or
+ * `Infinity` into Infinity, which then skips `minimum`/`maximum` and reaches the database (a 500, not a 422).
+ * Any text that is not plain decimal stays text, so the schema refuses it with a 422.
+ */
+function textCoercionsOf(schema: unknown): [string, TextCoercion][] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}
+  return Object.entries(properties).flatMap(([key, property]): [string, TextCoercion][] => {
+    const types: unknown[] = [property.type].flat()
+    if (types.includes('number')) return [[key, (text) => (DECIMAL_NUMBER.test(text) ? Number(text) : undefined)]]
+    if (types.includes('integer')) return [[key, (text) => (DECIMAL_INTEGER.test(text) ? Number(text) : undefined)]]
+    if (types.includes('boolean')) return [[key, (text) => (text === 'true' ? true : text === 'false' ? false : undefined)]]
+    return []
+  })
 }
 
 /**
  * Bodies: JSON only (anything else is 415), at most 64 KiB (413), `__proto__` and `constructor` keys refused.
  * An empty body with `Content-Type: application/json` counts as no body, as many clients send on DELETE.
+ * A body must be a JSON object, as every route's is: a top-level `null`, array or scalar is refused here
+ * with the 422 that schema validation would give, so no route can read a `null` body as an absent one.
  */
 export function installBodyParsing(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: BODY_LIMIT_BYTES }, (request, body, done) => {
     if (body.length === 0) done(null, undefined)
-    else void parseJson(request, body as string, done)
+    else
+      void parseJson(request, body as string, (error, value: unknown) => {
+        if (error === null && (typeof value !== 'object' || value === null || Array.isArray(value))) done(BODY_NOT_OBJECT)
+        else done(error, value)
+      })
   })
 }
 
-/** CORS for the configured origins, security headers, and the request id on every response. */
+/**
+ * CORS for the configured origins, security headers, and the request id on every response. Helmet is
+ * registered before CORS because CORS answers preflights in its own onRequest hook, and hooks run in
+ * registration order: so the preflight's 204 carries the security headers too.
+ */
 export async function installSecurity(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id)
-  })
-  await app.register(cors, {
-    origin: [...config.corsOrigins],
-    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id', 'Retry-After'],
-    // Bearer tokens travel in a header, never in cookies: no credentialed CORS needed.
-    credentials: false,
-    maxAge: 600,
   })
   await app.register(helmet, {
     // An API serves no pages but /docs (which sets its own policy): forbid everything, including framing.
@@ -65,5 +107,17 @@ export async function installSecurity(app: FastifyInstance, config: Pick<Config,
     },
     frameguard: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
+  })
+  await app.register(cors, {
+    origin: [...config.corsOrigins],
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
+    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id', 'Retry-After'],
+    // Bearer tokens travel in a header, never in cookies: no credentialed CORS needed.
+    credentials: false,
+    maxAge: 600,
+    // An OPTIONS without Origin gets a 204 like any preflight (no Access-Control-Allow-Origin), not the
+    // plugin's text/plain 400, which would break the rule that every error body is {"detail": …}.
+    strictPreflight: false,
   })
 }

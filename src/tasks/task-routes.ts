@@ -30,7 +30,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         response: {
           200: {
             ...Type.Array(Task),
-            headers: Type.Object({ 'X-Total-Count': Type.Integer({ description: 'Tasks matching the filter' }) }),
+            headers: { 'X-Total-Count': Type.Integer({ description: 'Tasks matching the filter' }) },
           },
           ...errorResponses(401, 422, 503),
         },
@@ -104,7 +104,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
     {
       // No body (or an empty one with Content-Type: application/json) means toggle.
       preValidation: async (request) => {
-        request.body ??= {}
+        if (request.body === undefined) request.body = {}
       },
       schema: {
         summary: 'Toggle or set completion',

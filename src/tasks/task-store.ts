@@ -1,7 +1,7 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, count, desc, eq, not, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, not, sql, type SQL } from 'drizzle-orm'
 import type { TasksDb } from '../db/database.ts'
-import { tasks, type TaskRow } from '../db/schema.ts'
+import { tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
 /** One page of a list and how many tasks match the filter in all (the `X-Total-Count` header). */
@@ -21,7 +21,8 @@ export interface TaskStore {
   deleteForOwner(ownerId: string, taskId: number): Promise<boolean>
 }
 
-const SORT_COLUMNS = { created: tasks.createdAt, updated: tasks.updatedAt, title: tasks.title } as const
+/** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
+const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
 
 /**
  * The next `updated_at`: now, but always at least 1 ms past the previous value, so that it visibly
@@ -41,17 +42,21 @@ export function createTaskStore(db: TasksDb): TaskStore {
       )
       const sortKey = query.sort ?? 'created'
       const direction = (query.order ?? (sortKey === 'title' ? 'asc' : 'desc')) === 'asc' ? asc : desc
-      const [rows, [counted]] = await Promise.all([
-        db
-          .select()
-          .from(tasks)
-          .where(filter)
-          .orderBy(direction(SORT_COLUMNS[sortKey]), direction(tasks.id))
-          .limit(query.limit ?? 100)
-          .offset(query.offset ?? 0),
-        db.select({ total: count() }).from(tasks).where(filter),
-      ])
-      return { tasks: rows.map(toTask), total: counted?.total ?? 0 }
+      const offset = query.offset ?? 0
+      // One statement gives the page and the count from one snapshot: the count is an uncorrelated
+      // subquery, which PostgreSQL evaluates once per statement, not once per row.
+      const rows = await db
+        .select({ ...getTableColumns(tasks), total: sql<number>`(select count(*) from ${tasks} where ${filter})`.mapWith(Number) })
+        .from(tasks)
+        .where(filter)
+        .orderBy(direction(SORT_KEYS[sortKey]), direction(tasks.id))
+        .limit(query.limit ?? 100)
+        .offset(offset)
+      if (rows[0] !== undefined) return { tasks: rows.map(toTask), total: rows[0].total }
+      // A page past the end has no row to carry the count: only then is it a statement of its own.
+      if (offset === 0) return { tasks: [], total: 0 }
+      const [counted] = await db.select({ total: count() }).from(tasks).where(filter)
+      return { tasks: [], total: counted?.total ?? 0 }
     },
 
     async getForOwner(ownerId, taskId) {

@@ -15,12 +15,18 @@ export const databaseKind = TEST_DATABASE_URL === undefined ? 'pglite' : 'postgr
 
 let pgliteTemplate: Promise<PGlite> | undefined
 
+// Registered when this module is imported (the test file's top level), so it runs once, after the file's last test.
+// An `after` called inside a running test attaches to that test: the template would close under the next test.
+after(async () => {
+  const template = await pgliteTemplate?.catch(() => undefined)
+  await template?.close()
+})
+
 /** Creating and migrating PGlite costs ~2 s; each test copies a migrated template instead. */
 async function migratedPgliteTemplate(): Promise<PGlite> {
   pgliteTemplate ??= (async () => {
     const template = await PGlite.create()
     await applyMigrations(wrapPglite(template))
-    after(() => template.close())
     return template
   })()
   return pgliteTemplate

@@ -1,0 +1,293 @@
+// The configuration table of API.md: defaults, every variable's parsing, the production rules for the secret,
+// and a start that stops on bad variables with one message naming them all (through the real entry point too).
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { test } from 'node:test'
+import { ConfigError, DEVELOPMENT_SECRET, loadConfig, type Config } from '../src/config.ts'
+
+/** A secret of exactly `length` characters. */
+const secretOf = (length: number): string => 'k'.repeat(length)
+
+/** The ConfigError `loadConfig(env)` throws (fails the test when it does not throw one). */
+function configErrorOf(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env)
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error))
+    return error
+  }
+  assert.fail(`loadConfig accepted ${JSON.stringify(env)}`)
+}
+
+/** The problems of a ConfigError that name `variable`. */
+const problemsAbout = (error: ConfigError, variable: string): string[] => error.problems.filter((problem) => problem.includes(variable))
+
+void test('with no variables set, every setting has the default of API.md', () => {
+  const config = loadConfig({})
+  const expected: Config = {
+    production: false,
+    port: 8000,
+    host: '0.0.0.0',
+    database: { kind: 'pglite', dataDir: './.data' },
+    betterAuthSecret: DEVELOPMENT_SECRET,
+    usingDevelopmentSecret: true,
+    jwksUrl: null,
+    issuer: null,
+    audiences: [],
+    clockToleranceS: 30,
+    corsOrigins: ['http://localhost:3000'],
+    logLevel: 'info',
+    poolMax: 10,
+    statementTimeoutMs: 5000,
+    connectTimeoutMs: 5000,
+    shutdownTimeoutMs: 10_000,
+  }
+  assert.deepEqual(config, expected)
+  assert.ok(Object.isFrozen(config))
+})
+
+void test("the development secret is the plan's fixed value", () => {
+  assert.equal(DEVELOPMENT_SECRET, 'zF4Gr5uYTUtVZVcyXGLFaTyskJhewCl5')
+})
+
+void test('empty and blank variables count as unset', () => {
+  const blank = {
+    PORT: '',
+    HOST: ' ',
+    DATABASE_URL: '',
+    JWT_JWKS_URL: '',
+    JWT_ISSUER: ' ',
+    JWT_AUDIENCE: '',
+    LOG_LEVEL: '',
+    CORS_ORIGINS: '',
+  }
+  const config = loadConfig(blank)
+  assert.equal(config.port, 8000)
+  assert.equal(config.host, '0.0.0.0')
+  assert.deepEqual(config.database, { kind: 'pglite', dataDir: './.data' })
+  assert.equal(config.jwksUrl, null)
+  assert.equal(config.issuer, null)
+  assert.deepEqual(config.audiences, [])
+  assert.equal(config.logLevel, 'info')
+  assert.deepEqual(config.corsOrigins, ['http://localhost:3000'])
+})
+
+void test('every variable is read', () => {
+  const config = loadConfig({
+    PORT: '9001',
+    HOST: '127.0.0.1',
+    DATABASE_URL: 'postgres://tasks:pw@db.internal:5433/tasks',
+    BETTER_AUTH_SECRET: secretOf(40),
+    JWT_JWKS_URL: 'https://auth.example.com/api/auth/jwks',
+    JWT_ISSUER: 'https://auth.example.com',
+    JWT_AUDIENCE: 'https://app.example.com',
+    JWT_CLOCK_TOLERANCE: '5',
+    CORS_ORIGINS: 'https://app.example.com',
+    LOG_LEVEL: 'WARN',
+    DATABASE_POOL_MAX: '3',
+    DATABASE_STATEMENT_TIMEOUT_MS: '1500',
+    DATABASE_CONNECT_TIMEOUT_MS: '2500',
+    SHUTDOWN_TIMEOUT_MS: '0',
+  })
+  assert.deepEqual(
+    { ...config, jwksUrl: config.jwksUrl?.href },
+    {
+      production: false,
+      port: 9001,
+      host: '127.0.0.1',
+      database: { kind: 'postgres', url: 'postgres://tasks:pw@db.internal:5433/tasks' },
+      betterAuthSecret: secretOf(40),
+      usingDevelopmentSecret: false,
+      jwksUrl: 'https://auth.example.com/api/auth/jwks',
+      issuer: 'https://auth.example.com',
+      audiences: ['https://app.example.com'],
+      clockToleranceS: 5,
+      corsOrigins: ['https://app.example.com'],
+      logLevel: 'warn',
+      poolMax: 3,
+      statementTimeoutMs: 1500,
+      connectTimeoutMs: 2500,
+      shutdownTimeoutMs: 0,
+    },
+  )
+})
+
+void test('DATABASE_URL: memory:// is embedded in memory; postgres:// and postgresql:// are a server, sslmode kept', () => {
+  assert.deepEqual(loadConfig({ DATABASE_URL: 'memory://' }).database, { kind: 'pglite-memory' })
+  for (const url of [
+    'postgres://postgres@127.0.0.1:5432/postgres',
+    'postgresql://user:secret@ep-cool-name-123456.eu-central-1.aws.neon.tech/neondb?sslmode=require',
+    'postgresql://localhost/tasks?sslmode=disable',
+  ]) {
+    assert.deepEqual(loadConfig({ DATABASE_URL: url }).database, { kind: 'postgres', url }, url)
+  }
+  for (const url of ['mysql://x', 'http://localhost:5432/db', 'postgres', 'sqlite://tasks.db', 'memory:']) {
+    const error = configErrorOf({ DATABASE_URL: url })
+    assert.equal(problemsAbout(error, 'DATABASE_URL').length, 1, url)
+  }
+})
+
+void test('JWT_AUDIENCE is a comma-separated list: blanks and surrounding spaces dropped', () => {
+  assert.deepEqual(loadConfig({ JWT_AUDIENCE: 'https://app.example.com' }).audiences, ['https://app.example.com'])
+  assert.deepEqual(loadConfig({ JWT_AUDIENCE: ' https://a.example.com , tasks-api,,https://b.example.com ,' }).audiences, [
+    'https://a.example.com',
+    'tasks-api',
+    'https://b.example.com',
+  ])
+  assert.deepEqual(loadConfig({}).audiences, [])
+})
+
+void test('CORS_ORIGINS is a comma-separated list of exact origins; a path, "*" or "null" is refused', () => {
+  assert.deepEqual(loadConfig({ CORS_ORIGINS: 'http://localhost:3000, https://app.example.com' }).corsOrigins, [
+    'http://localhost:3000',
+    'https://app.example.com',
+  ])
+  for (const bad of ['*', 'null', 'localhost:3000', 'https://app.example.com/', 'https://app.example.com/app', 'not-an-origin']) {
+    const error = configErrorOf({ CORS_ORIGINS: `http://localhost:3000,${bad}` })
+    assert.equal(problemsAbout(error, 'CORS_ORIGINS').length, 1, bad)
+  }
+})
+
+void test('JWT_JWKS_URL must be an http(s) URL', () => {
+  assert.equal(loadConfig({ JWT_JWKS_URL: 'http://localhost:3000/api/auth/jwks' }).jwksUrl?.href, 'http://localhost:3000/api/auth/jwks')
+  for (const bad of ['notaurl', 'ftp://example.com/jwks', 'file:///etc/passwd', '/api/auth/jwks']) {
+    assert.equal(problemsAbout(configErrorOf({ JWT_JWKS_URL: bad }), 'JWT_JWKS_URL').length, 1, bad)
+  }
+})
+
+void test('numbers must be plain integers within their bounds', () => {
+  const bad: [string, string][] = [
+    ['PORT', 'abc'],
+    ['PORT', '65536'],
+    ['PORT', '-1'],
+    ['PORT', '80.5'],
+    ['PORT', '1e3'],
+    ['PORT', '0x50'],
+    ['DATABASE_POOL_MAX', '0'],
+    ['JWT_CLOCK_TOLERANCE', '-5'],
+    ['DATABASE_STATEMENT_TIMEOUT_MS', '0'],
+    ['DATABASE_CONNECT_TIMEOUT_MS', 'soon'],
+    ['SHUTDOWN_TIMEOUT_MS', 'Infinity'],
+  ]
+  for (const [name, value] of bad) {
+    assert.equal(problemsAbout(configErrorOf({ [name]: value }), name).length, 1, `${name}=${value}`)
+  }
+  assert.equal(loadConfig({ PORT: '0' }).port, 0, 'port 0: any free port')
+  assert.equal(loadConfig({ PORT: ' 8080 ' }).port, 8080)
+})
+
+void test('LOG_LEVEL is one of pino levels, in any case', () => {
+  assert.equal(loadConfig({ LOG_LEVEL: 'Debug' }).logLevel, 'debug')
+  assert.equal(loadConfig({ LOG_LEVEL: 'silent' }).logLevel, 'silent')
+  assert.equal(problemsAbout(configErrorOf({ LOG_LEVEL: 'loud' }), 'LOG_LEVEL').length, 1)
+})
+
+void test('outside production the development secret and short secrets are accepted, and flagged', () => {
+  assert.equal(loadConfig({}).usingDevelopmentSecret, true)
+  assert.equal(loadConfig({ BETTER_AUTH_SECRET: DEVELOPMENT_SECRET }).usingDevelopmentSecret, true)
+  const short = loadConfig({ BETTER_AUTH_SECRET: 'short' })
+  assert.deepEqual([short.betterAuthSecret, short.usingDevelopmentSecret], ['short', false])
+  assert.equal(loadConfig({ NODE_ENV: 'development' }).production, false)
+})
+
+void test('NODE_ENV=production refuses the development secret, unset or given, and a secret shorter than 32 characters', () => {
+  const envs: Record<string, string>[] = [
+    { NODE_ENV: 'production' },
+    { NODE_ENV: 'production', BETTER_AUTH_SECRET: DEVELOPMENT_SECRET },
+    { NODE_ENV: 'production', BETTER_AUTH_SECRET: '' },
+    { NODE_ENV: 'production', BETTER_AUTH_SECRET: 'short' },
+    { NODE_ENV: 'production', BETTER_AUTH_SECRET: secretOf(31) },
+  ]
+  for (const env of envs) {
+    const error = configErrorOf(env)
+    assert.equal(error.problems.length, 1, JSON.stringify(error.problems))
+    assert.match(error.problems[0] ?? '', /^BETTER_AUTH_SECRET /)
+    assert.match(error.message, /BETTER_AUTH_SECRET/)
+    assert.ok(!error.message.includes(env.BETTER_AUTH_SECRET || DEVELOPMENT_SECRET), 'the message never shows the secret')
+  }
+  const config = loadConfig({ NODE_ENV: 'production', BETTER_AUTH_SECRET: secretOf(32) })
+  assert.deepEqual([config.production, config.betterAuthSecret, config.usingDevelopmentSecret], [true, secretOf(32), false])
+})
+
+void test('several bad variables give one ConfigError naming every one of them', () => {
+  const bad = {
+    PORT: 'abc',
+    DATABASE_URL: 'mysql://x',
+    JWT_JWKS_URL: 'notaurl',
+    LOG_LEVEL: 'loud',
+    DATABASE_POOL_MAX: '0',
+    CORS_ORIGINS: 'not-an-origin',
+  }
+  const error = configErrorOf({ ...bad, NODE_ENV: 'production' })
+  assert.equal(error.name, 'ConfigError')
+  assert.ok(error instanceof Error)
+  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET']) {
+    assert.equal(problemsAbout(error, name).length, 1, `${name}: ${JSON.stringify(error.problems)}`)
+    assert.ok(error.message.includes(name), name)
+  }
+  assert.equal(error.problems.length, 7)
+})
+
+// ------------------------------------------------------------------------------- the real entry point
+
+const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url))
+const TSX = import.meta.resolve('tsx')
+
+/**
+ * Starts `node --import tsx src/main.ts` with exactly `env`, in an empty directory (so no `.env` is read),
+ * and gives its exit code and output. A start that does not stop within 30 s is killed (code null).
+ */
+async function startMain(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const cwd = await mkdtemp(join(tmpdir(), 'tasks-config-test-'))
+  try {
+    const child = spawn(process.execPath, ['--import', TSX, MAIN], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject)
+      child.on('close', (exitCode) => resolve(exitCode))
+    })
+    return { code, stderr, stdout }
+  } finally {
+    await rm(cwd, { recursive: true, force: true })
+  }
+}
+
+void test('the server refuses to start in production without a secret, naming BETTER_AUTH_SECRET', async () => {
+  const { code, stderr, stdout } = await startMain({ NODE_ENV: 'production', PORT: '0', DATABASE_URL: 'memory://' })
+  assert.notEqual(code, null, 'it exits by itself')
+  assert.notEqual(code, 0)
+  assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
+  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
+  assert.doesNotMatch(stdout, /listening/i)
+})
+
+void test('the server refuses to start in production on the development secret or a short one', async () => {
+  for (const secret of [DEVELOPMENT_SECRET, secretOf(31)]) {
+    const { code, stderr } = await startMain({ NODE_ENV: 'production', BETTER_AUTH_SECRET: secret, PORT: '0', DATABASE_URL: 'memory://' })
+    assert.ok(code !== null && code !== 0, `exit code ${code}`)
+    assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
+    assert.ok(!stderr.includes(secret), 'the secret is not printed')
+  }
+})
+
+void test('with several bad variables the server stops with one message naming them all', async () => {
+  const bad = {
+    PORT: 'abc',
+    DATABASE_URL: 'mysql://x',
+    JWT_JWKS_URL: 'notaurl',
+    LOG_LEVEL: 'loud',
+    DATABASE_POOL_MAX: '0',
+    CORS_ORIGINS: 'not-an-origin',
+  }
+  const { code, stderr } = await startMain({ ...bad, NODE_ENV: 'production' })
+  assert.ok(code !== null && code !== 0, `exit code ${code}`)
+  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET']) assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
+  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
+})

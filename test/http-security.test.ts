@@ -320,6 +320,33 @@ void test('an X-Request-Id with raw UTF-8 bytes, sent over a real socket, is rep
   assert.ok(logLinesOf(logs, echoed).length >= 2)
 })
 
+void test('a client that aborts its upload is logged as such, never as a database outage', async (t) => {
+  const { app, logs } = await buildTestApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  assert.ok(address !== null && typeof address === 'object')
+  const token = await tokenFor('user_aborting')
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(address.port, '127.0.0.1', () => {
+      socket.write(
+        `POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title":`,
+      )
+      setTimeout(() => socket.destroy(), 300)
+    })
+    socket.on('close', () => resolve())
+    socket.on('error', reject)
+  })
+  // The server notices the abort asynchronously: wait (bounded) for its log line.
+  for (let waited = 0; waited < 5000 && !logs.some((line) => line.includes('client closed the connection')); waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  assert.ok(
+    logs.some((line) => line.includes('client closed the connection')),
+    logs.join('\n'),
+  )
+  assert.ok(!logs.some((line) => /database unavailable|"level":50/.test(line)), logs.join('\n'))
+})
+
 // ------------------------------------------------------------------------------------ unknown routes
 
 void test('an unknown route is 404 {"detail":"Not Found"}, inside /api too, with a valid token or none', async (t) => {

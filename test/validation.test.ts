@@ -16,9 +16,11 @@ type Loc = readonly (string | number)[]
 interface Probe {
   method: Method
   url: string
-  body?: string
+  body?: string | Buffer
   /** Default: application/json when there is a body; `null` sends no Content-Type at all. */
   contentType?: string | null
+  /** More request headers. */
+  headers?: Record<string, string>
 }
 
 /** A bad request and the answer API.md's error table gives it. */
@@ -211,6 +213,43 @@ function badSizesAndTypes(): BadInput[] {
         status: 415,
       })
     }
+    const unsupported = 'Unsupported media type: send application/json in UTF-8'
+    for (const contentType of ['application/json; charset=iso-8859-1', 'application/json; charset=utf-16']) {
+      cases.push({
+        title: `${method} ${url} with Content-Type: ${contentType}`,
+        method,
+        url,
+        body: json,
+        contentType,
+        status: 415,
+        detail: unsupported,
+      })
+    }
+    cases.push({
+      title: `${method} ${url} with Content-Encoding: gzip`,
+      method,
+      url,
+      body: json,
+      headers: { 'content-encoding': 'gzip' },
+      status: 415,
+      detail: unsupported,
+    })
+    // Invalid bytes, an overlong encoding of '/', and an encoded surrogate: none is UTF-8, none may be stored as U+FFFD.
+    for (const bytes of [
+      [0xff, 0xfe],
+      [0xc0, 0xaf],
+      [0xed, 0xa0, 0x80],
+    ]) {
+      const body = Buffer.concat([Buffer.from('{"title":"bad'), Buffer.from(bytes), Buffer.from('"}')])
+      cases.push({
+        title: `${method} ${url} with the bytes ${Buffer.from(bytes).toString('hex')} in the JSON text`,
+        method,
+        url,
+        body,
+        status: 400,
+        detail: 'Request body is not valid UTF-8',
+      })
+    }
   }
   return cases
 }
@@ -343,7 +382,11 @@ void test('bad input gets the status and {"detail": …} of the error table, and
     return app.inject({
       method: probe.method,
       url: probe.url.replace('{id}', String(target.id)),
-      headers: { ...headers, ...(contentType === null || contentType === undefined ? {} : { 'content-type': contentType }) },
+      headers: {
+        ...headers,
+        ...probe.headers,
+        ...(contentType === null || contentType === undefined ? {} : { 'content-type': contentType }),
+      },
       ...(probe.body === undefined ? {} : { payload: probe.body }),
     })
   }
@@ -396,6 +439,16 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       assert.ok([400, 404, 414, 422].includes(response.statusCode), `${url}: ${response.statusCode}`)
       assert.equal(typeof errorDetailOf(response), 'string', response.body)
     }
+  })
+
+  await t.test('a body of thousands of unknown fields gets a 422 of at most 20 entries, not megabytes', async () => {
+    const body = JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, 1])))
+    const before = await state()
+    const response = await send({ method: 'POST', url: '/api/tasks', body })
+    assert.equal(response.statusCode, 422)
+    assert.equal(response.json().detail.length, 20)
+    assert.ok(response.body.length < 4096, `${response.body.length} bytes`)
+    assert.deepEqual(await state(), before)
   })
 
   await t.test('valid input at the edges is accepted', async (t) => {
@@ -479,6 +532,17 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       expectTask(await send({ method: 'PATCH', url, body: '' }), 200, { completed: true })
       expectTask(await send({ method: 'PATCH', url, body: '{}' }), 200, { completed: false })
       expectTask(await send({ method: 'PATCH', url }), 200, { completed: true })
+    })
+
+    await t.test('DELETE and PATCH with an empty text/plain body (what fetch sends for body: "") work', async () => {
+      const { id } = await create(owner, { title: 'Deleted by fetch' })
+      expectTask(
+        await send({ method: 'PATCH', url: `/api/tasks/${id}/complete`, body: '', contentType: 'text/plain;charset=UTF-8' }),
+        200,
+        { completed: true },
+      )
+      const deleted = await send({ method: 'DELETE', url: `/api/tasks/${id}`, body: '', contentType: 'text/plain;charset=UTF-8' })
+      assert.equal(deleted.statusCode, 204, deleted.body)
     })
 
     await t.test('DELETE with Content-Type: application/json and an empty body deletes', async () => {

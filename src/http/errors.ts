@@ -50,10 +50,13 @@ const TYPE_OF_KEYWORD: Record<string, string> = {
   enum: 'enum',
 }
 
-/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries. */
+/** At most this many entries in a 422: a 64 KiB body of unknown keys must not answer with megabytes. */
+export const MAX_VALIDATION_ISSUES = 20
+
+/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries (the first 20). */
 export function toValidationIssues(part: string, issues: readonly AjvIssue[]): ValidationIssue[] {
   const where = LOCATION_OF_PART[part] ?? part
-  return issues.map((issue) => {
+  return issues.slice(0, MAX_VALIDATION_ISSUES).map((issue) => {
     const loc: (string | number)[] = [where, ...issue.instancePath.split('/').slice(1).map(decodePointer)]
     if (issue.keyword === 'required') loc.push(String(issue.params.missingProperty))
     if (issue.keyword === 'additionalProperties') loc.push(String(issue.params.additionalProperty))
@@ -99,7 +102,6 @@ const DETAIL_OF_FASTIFY_CODE: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'Malformed JSON body',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'Malformed JSON body',
   FST_ERR_CTP_BODY_TOO_LARGE: 'Request body too large (limit 65536 bytes)',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'Unsupported media type: send application/json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
   FST_ERR_BAD_URL: 'Malformed URL',
   FST_ERR_MAX_PARAM_LENGTH: 'URL path segment too long',
@@ -132,6 +134,11 @@ export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler(async (error: FastifyError | HttpError, request, reply) => {
     if (error instanceof HttpError) {
       return reply.code(error.status).headers(error.headers).send({ detail: error.detail })
+    }
+    if (request.raw.destroyed) {
+      // The client went away mid-request (an aborted upload): nobody to answer, and no fault of ours.
+      request.log.info({ cause: describeCause(error) }, 'client closed the connection before the request was read')
+      return reply.code(400).send({ detail: 'Request aborted' })
     }
     if (error.validation !== undefined) {
       return reply.code(422).send({ detail: toValidationIssues(error.validationContext ?? 'body', error.validation) })
@@ -183,6 +190,12 @@ export function errorResponses(...statuses: number[]): Record<number, typeof Err
 
 /** 422 for a request that needs a body and sent none (FastAPI's shape for a missing body). */
 export const BODY_MISSING = new HttpError(422, [{ loc: ['body'], msg: 'Field required', type: 'missing' }])
+
+/** 415 for a body that is not JSON in UTF-8 (another media type, charset, or a Content-Encoding). */
+export const UNSUPPORTED_MEDIA_TYPE = new HttpError(415, 'Unsupported media type: send application/json in UTF-8')
+
+/** 400 for a JSON body whose bytes are not valid UTF-8 (RFC 8259 §8.1). */
+export const BODY_NOT_UTF8 = new HttpError(400, 'Request body is not valid UTF-8')
 
 /** 422 for a JSON body that is not an object (`null`, an array, a scalar): the entry Ajv gives for one. */
 export const BODY_NOT_OBJECT = new HttpError(422, [{ loc: ['body'], msg: 'Must be object', type: 'object_type' }])

@@ -7,9 +7,16 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { answerFrameworkError, installErrorHandlers } from './http/errors.ts'
+import { answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
-import { BODY_LIMIT_BYTES, installBodyParsing, installSecurity, installValidators, requestIdOf } from './http/security.ts'
+import {
+  BODY_LIMIT_BYTES,
+  installBodyParsing,
+  installSecurity,
+  installValidators,
+  requestIdOf,
+  serializeRequestForLog,
+} from './http/security.ts'
 import { createTaskStore } from './tasks/task-store.ts'
 import { taskRoutes } from './tasks/task-routes.ts'
 
@@ -29,6 +36,7 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
       level: config.logLevel,
       // Fastify's request serializer logs no headers; this keeps it so if anyone adds them.
       redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
+      serializers: { req: serializeRequestForLog },
       ...(logStream === undefined ? {} : { stream: logStream }),
     },
     genReqId: requestIdOf,
@@ -36,12 +44,22 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
     bodyLimit: BODY_LIMIT_BYTES,
     // A client gets this long to send a whole request; idle keep-alive connections close after 72 s.
     requestTimeout: 30_000,
-    return503OnClosing: true,
+    // Requests that arrive while closing get our own 503 (below), in the {"detail": …} shape.
+    return503OnClosing: false,
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   installErrorHandlers(app)
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onRequest', async (_request, reply) => {
+    if (!closing) return
+    reply.header('connection', 'close')
+    throw serviceUnavailable()
+  })
   installValidators(app)
   installBodyParsing(app)
   await installSecurity(app, config)

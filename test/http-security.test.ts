@@ -347,6 +347,34 @@ void test('a client that aborts its upload is logged as such, never as a databas
   assert.ok(!logs.some((line) => /database unavailable|"level":50/.test(line)), logs.join('\n'))
 })
 
+void test('a request pipelined behind an in-flight one while the server closes gets 503 {"detail"} with Retry-After', async (t) => {
+  const { app } = await buildTestApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  assert.ok(address !== null && typeof address === 'object')
+  const token = await tokenFor('user_closing')
+  const body = '{"title":"in flight"}'
+  const head = `POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`
+  const socket = connect(address.port, '127.0.0.1')
+  const chunks: Buffer[] = []
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()))
+  await new Promise<void>((resolve) => socket.write(head + body.slice(0, 5), () => resolve()))
+  await new Promise((resolve) => setTimeout(resolve, 200)) // the first request is now in flight
+  const closed = app.close()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  socket.write(`${body.slice(5)}GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`)
+  await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 5000))])
+  socket.destroy()
+  await closed
+  const raw = Buffer.concat(chunks).toString('utf8')
+  const answers = raw.split(/(?=HTTP\/1\.1 )/)
+  assert.match(answers[0] ?? '', /^HTTP\/1\.1 201 /, raw)
+  assert.match(answers[1] ?? '', /^HTTP\/1\.1 503 /, raw)
+  assert.match(answers[1] ?? '', /\r\nretry-after: \d+\r\n/i, raw)
+  assert.ok((answers[1] ?? '').endsWith('{"detail":"Service unavailable"}'), raw)
+})
+
 // ------------------------------------------------------------------------------------ unknown routes
 
 void test('an unknown route is 404 {"detail":"Not Found"}, inside /api too, with a valid token or none', async (t) => {
@@ -579,6 +607,10 @@ void test('no response and no log line contains a token, valid, invalid or expir
         { method: 'GET', url: '/api/tasks/abc', headers },
         { method: 'GET', url: '/api/unknown', headers },
         { method: 'GET', url: '/ready', headers },
+        // Tokens put where the service never reads them still stay out of the logs.
+        { method: 'GET', url: `/api/tasks?access_token=${token}&limit=5`, headers },
+        { method: 'GET', url: `/api/tasks/${token}`, headers },
+        { method: 'GET', url: `/health?token=${token}` },
         { ...preflight('/api/tasks', ALLOWED), headers: { ...preflight('/api/tasks', ALLOWED).headers, authorization } },
       ]
       for (const request of requests) responses.push(await app.inject(request))

@@ -54,6 +54,19 @@ export class ConfigError extends Error {
 }
 
 /**
+ * `loadConfig` for a process entry point: on a ConfigError, prints its message (no stack) and exits 1.
+ */
+export function loadConfigOrExit(env: Readonly<Record<string, string | undefined>>): Readonly<Config> {
+  try {
+    return loadConfig(env)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    process.stderr.write(`${error.message}\n`)
+    process.exit(1)
+  }
+}
+
+/**
  * Reads the configuration from an environment (normally `process.env`).
  * @throws ConfigError naming every bad variable at once.
  */
@@ -79,15 +92,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
       .map((item) => item.trim())
       .filter((item) => item !== '')
 
-  const production = read('NODE_ENV') === 'production'
+  const production = read('NODE_ENV')?.toLowerCase() === 'production'
 
-  const secret = env.BETTER_AUTH_SECRET ?? DEVELOPMENT_SECRET
+  // An empty value counts as unset, as for every variable (an uncommented `BETTER_AUTH_SECRET=` in .env).
+  const secret = env.BETTER_AUTH_SECRET === undefined || env.BETTER_AUTH_SECRET === '' ? DEVELOPMENT_SECRET : env.BETTER_AUTH_SECRET
   if (production && secret === DEVELOPMENT_SECRET) {
     problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
   } else if (production && secret.length < 32) {
     problems.push('BETTER_AUTH_SECRET must be at least 32 characters in production')
-  } else if (secret === '') {
-    problems.push('BETTER_AUTH_SECRET must not be empty')
   }
 
   let database: DatabaseTarget = { kind: 'pglite', dataDir: './.data' }

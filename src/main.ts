@@ -1,22 +1,13 @@
 // Process entry: loadConfig → openDatabase → applyMigrations → buildApp → listen; SIGTERM drains and exits.
 import { existsSync } from 'node:fs'
 import { buildApp } from './app.ts'
-import { ConfigError, loadConfig, type Config } from './config.ts'
+import { loadConfigOrExit } from './config.ts'
 import { openDatabase } from './db/database.ts'
 import { applyMigrations } from './db/migrate.ts'
 
 if (existsSync('.env')) process.loadEnvFile('.env')
 
-function loadConfigOrExit(): Config {
-  try {
-    return loadConfig(process.env)
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error
-    process.stderr.write(`${error.message}\n`)
-    process.exit(1)
-  }
-}
-const config = loadConfigOrExit()
+const config = loadConfigOrExit(process.env)
 // Idle pool errors (a server restart, Neon suspending) are logged, never thrown; the app's logger once it exists.
 let logIdleError = (error: Error): void => void process.stderr.write(`idle database connection failed: ${error.message}\n`)
 

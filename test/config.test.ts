@@ -192,6 +192,8 @@ void test('outside production the development secret and short secrets are accep
   const short = loadConfig({ BETTER_AUTH_SECRET: 'short' })
   assert.deepEqual([short.betterAuthSecret, short.usingDevelopmentSecret], ['short', false])
   assert.equal(loadConfig({ NODE_ENV: 'development' }).production, false)
+  // An empty BETTER_AUTH_SECRET (an uncommented line of .env.example) counts as unset, like every variable.
+  assert.equal(loadConfig({ BETTER_AUTH_SECRET: '' }).usingDevelopmentSecret, true)
 })
 
 void test('NODE_ENV=production refuses the development secret, unset or given, and a secret shorter than 32 characters', () => {
@@ -201,6 +203,9 @@ void test('NODE_ENV=production refuses the development secret, unset or given, a
     { NODE_ENV: 'production', BETTER_AUTH_SECRET: '' },
     { NODE_ENV: 'production', BETTER_AUTH_SECRET: 'short' },
     { NODE_ENV: 'production', BETTER_AUTH_SECRET: secretOf(31) },
+    // NODE_ENV is compared without regard to case: "Production" must not slip through with the public secret.
+    { NODE_ENV: 'Production' },
+    { NODE_ENV: ' PRODUCTION ', BETTER_AUTH_SECRET: 'short' },
   ]
   for (const env of envs) {
     const error = configErrorOf(env)

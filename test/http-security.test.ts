@@ -320,6 +320,29 @@ void test('an X-Request-Id with raw UTF-8 bytes, sent over a real socket, is rep
   assert.ok(logLinesOf(logs, echoed).length >= 2)
 })
 
+void test('two Authorization headers are 400 invalid_request (RFC 6750), whichever one a proxy would have kept', async (t) => {
+  const { app } = await buildTestApp(t)
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  assert.ok(address !== null && typeof address === 'object')
+  const [alice, bob] = [await tokenFor('user_alice_dup'), await tokenFor('user_bob_dup')]
+  for (const second of [`Bearer ${bob}`, `Bearer ${alice}`, 'Basic eDp5']) {
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(address.port, '127.0.0.1')
+      const chunks: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+      socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
+      socket.on('error', reject)
+      socket.write(
+        `GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\nauthorization: ${second}\r\nConnection: close\r\n\r\n`,
+      )
+    })
+    assert.match(raw, /^HTTP\/1\.1 400 /, raw)
+    assert.match(raw, /\r\nwww-authenticate: Bearer error="invalid_request"\r\n/i, raw)
+    assert.ok(raw.endsWith('{"detail":"Send exactly one Authorization header"}'), raw)
+  }
+})
+
 void test('a client that aborts its upload is logged as such, never as a database outage', async (t) => {
   const { app, logs } = await buildTestApp(t)
   await app.listen({ port: 0, host: '127.0.0.1' })

@@ -18,6 +18,18 @@ const NOT_AUTHENTICATED = new HttpError(401, 'Not authenticated', { 'www-authent
 const INVALID_TOKEN = new HttpError(401, 'Invalid token', { 'www-authenticate': 'Bearer error="invalid_token"' })
 const TOKEN_EXPIRED = new HttpError(401, 'Token expired', { 'www-authenticate': 'Bearer error="invalid_token"' })
 
+/** Two Authorization headers: Node keeps the first, a proxy may keep the other; RFC 6750 §3.1 says 400. */
+const AMBIGUOUS_CREDENTIALS = new HttpError(400, 'Send exactly one Authorization header', {
+  'www-authenticate': 'Bearer error="invalid_request"',
+})
+
+/** How many `Authorization` lines the raw request has (`rawHeaders` is `[name, value, name, value, …]`). */
+function countAuthorizationHeaders(rawHeaders: readonly string[]): number {
+  let count = 0
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === 'authorization') count++
+  return count
+}
+
 /**
  * Registers the authentication hook on the instance it is called with: register it inside the /api scope,
  * so /health, /ready and /docs stay public without exemptions. Errors: 401 as above, 503 with Retry-After
@@ -26,6 +38,7 @@ const TOKEN_EXPIRED = new HttpError(401, 'Token expired', { 'www-authenticate': 
 export function authenticate(app: FastifyInstance, verifier: TokenVerifier): void {
   app.decorateRequest('userId', '')
   app.addHook('onRequest', async (request) => {
+    if (countAuthorizationHeaders(request.raw.rawHeaders) > 1) throw AMBIGUOUS_CREDENTIALS
     const header = request.headers.authorization
     const match = header === undefined ? null : BEARER.exec(header)
     if (match?.[1] === undefined) throw NOT_AUTHENTICATED

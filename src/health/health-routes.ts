@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { RETRY_AFTER_S } from '../http/errors.ts'
 
-const Status = Type.Object({ status: Type.Enum(['ok', 'unavailable']) })
+const Status = Type.Object({ status: Type.Enum(['ok', 'unavailable'], { type: 'string' }) })
 
 /** `/health`: the process answers (no database). `/ready`: the database answers `select 1`, else 503. */
 export const healthRoutes: FastifyPluginAsyncTypebox<{ ping: () => Promise<void> }> = async (app, { ping }) => {

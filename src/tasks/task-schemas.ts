@@ -52,9 +52,9 @@ export type TaskComplete = Static<typeof TaskComplete>
 
 /** Query of GET /api/tasks. Other parameters (a `user_id`, say) are ignored: the owner comes from the token. */
 export const TaskListQuery = Type.Object({
-  status: Type.Optional(Type.Enum(['all', 'pending', 'completed'], { default: 'all' })),
-  sort: Type.Optional(Type.Enum(['created', 'updated', 'title'], { default: 'created' })),
-  order: Type.Optional(Type.Enum(['asc', 'desc'], { description: 'Default: desc for created/updated, asc for title' })),
+  status: Type.Optional(Type.Enum(['all', 'pending', 'completed'], { type: 'string', default: 'all' })),
+  sort: Type.Optional(Type.Enum(['created', 'updated', 'title'], { type: 'string', default: 'created' })),
+  order: Type.Optional(Type.Enum(['asc', 'desc'], { type: 'string', description: 'Default: desc for created/updated, asc for title' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
   offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, default: 0 })),
 })

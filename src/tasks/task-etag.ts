@@ -24,7 +24,8 @@ export function versionsOfIfMatch(header: string | undefined): TaskVersion[] | u
   if (header === undefined || header.trim() === '*') return undefined
   const versions: TaskVersion[] = []
   for (const element of header.split(',')) {
-    const match = /^"(\d{1,16})"$/.exec(element.trim())
+    // Strong comparison is character by character: "01" is not "1", so no leading zeros.
+    const match = /^"([1-9]\d{0,15})"$/.exec(element.trim())
     const version = match?.[1] === undefined ? NaN : Number(match[1])
     if (Number.isSafeInteger(version)) versions.push(version)
   }

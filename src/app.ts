@@ -27,10 +27,12 @@ export interface AppDependencies {
   logStream?: DestinationStream
   /** A verifier to use instead of one made from `config` (tests inject one with a fake clock). */
   tokenVerifier?: TokenVerifier
+  /** The clock of Idempotency-Key retention (tests move it past 24 hours); default the system clock. */
+  now?: () => Date
 }
 
 /** Builds the Fastify instance with every route registered and ready; the caller listens or injects, and closes it. */
-export async function buildApp({ config, database, logStream, tokenVerifier }: AppDependencies): Promise<FastifyInstance> {
+export async function buildApp({ config, database, logStream, tokenVerifier, now }: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -70,7 +72,11 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
     createTokenVerifier(config, {
       onJwksFetchError: (error) => app.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'JWKS fetch failed'),
     })
-  const taskStore = createTaskStore(database.db)
+  const taskStore = createTaskStore(database.db, {
+    ...(now === undefined ? {} : { now }),
+    // A repeat of an in-flight Idempotency-Key waits at most half the statement timeout, then gets 409 (not 503).
+    inFlightWaitMs: config.statementTimeoutMs / 2,
+  })
 
   await app.register(healthRoutes, { ping: () => database.ping() })
   await app.register(

@@ -1,6 +1,6 @@
 // The Drizzle tables; drizzle-kit generates migrations/ from this file (npm run db:generate).
 import { sql, type SQL } from 'drizzle-orm'
-import { bigint, boolean, index, pgTable, primaryKey, timestamp, varchar, type AnyPgColumn } from 'drizzle-orm/pg-core'
+import { bigint, boolean, index, jsonb, pgTable, primaryKey, smallint, timestamp, varchar, type AnyPgColumn } from 'drizzle-orm/pg-core'
 
 /**
  * One row per task. The primary key leads with `user_id` so the table can be distributed by owner
@@ -42,3 +42,37 @@ export function titleSortKey(title: AnyPgColumn): SQL {
 
 /** A row of `tasks` as Drizzle returns it. */
 export type TaskRow = typeof tasks.$inferSelect
+
+/**
+ * One row per `Idempotency-Key` a user sent on `POST /api/tasks` (API.md "Retries and concurrent edits"): the
+ * request's fingerprint and the response the first request got, written in the same transaction as the task.
+ * The primary key leads with `user_id` (keys are scoped to the user, and the table distributes by owner like
+ * `tasks`). A row is claimed before the task is inserted, so the response columns are null only inside that
+ * uncommitted transaction: a committed row always carries its response.
+ * Rows live until `expires_at` (24 h after `created_at`); expired ones are taken over by a new request with the
+ * same key, and swept in small batches by requests that create keys (src/idempotency/idempotency-store.ts).
+ */
+export const idempotencyKeys = pgTable(
+  'idempotency_keys',
+  {
+    userId: varchar('user_id', { length: 255 }).notNull(),
+    /** The header's value as sent: 1–255 printable ASCII characters. */
+    key: varchar('key', { length: 255 }).notNull(),
+    /** SHA-256 (hex) of the request body in canonical JSON: a repeat with another body is refused. */
+    fingerprint: varchar('fingerprint', { length: 64 }).notNull(),
+    /** The first response: HTTP status, the headers a replay repeats (lower-case names), and the JSON body. */
+    responseStatus: smallint('response_status'),
+    responseHeaders: jsonb('response_headers').$type<Record<string, string>>(),
+    responseBody: jsonb('response_body'),
+    createdAt: timestamp('created_at', { withTimezone: true, precision: 3 }).notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, precision: 3 }).notNull(),
+  },
+  (table) => [
+    primaryKey({ name: 'idempotency_keys_pkey', columns: [table.userId, table.key] }),
+    // The sweep reads the oldest expired rows across all users (the one statement not scoped by an owner).
+    index('idempotency_keys_expires_idx').on(table.expiresAt),
+  ],
+)
+
+/** A row of `idempotency_keys` as Drizzle returns it. */
+export type IdempotencyKeyRow = typeof idempotencyKeys.$inferSelect

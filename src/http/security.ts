@@ -160,8 +160,8 @@ export async function installSecurity(app: FastifyInstance, config: Pick<Config,
   await app.register(cors, {
     origin: [...config.corsOrigins],
     methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'],
-    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id', 'Retry-After'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'Idempotency-Key', 'If-Match'],
+    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id', 'Retry-After', 'ETag', 'Idempotent-Replayed'],
     // Bearer tokens travel in a header, never in cookies: no credentialed CORS needed.
     credentials: false,
     maxAge: 600,

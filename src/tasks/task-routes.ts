@@ -1,14 +1,62 @@
 // The task routes of API.md "Endpoints", thin: validated input in, one store call, the store's answer out.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
+import type { StoredResponse } from '../idempotency/idempotency-store.ts'
 import { BODY_MISSING, errorResponses, HttpError } from '../http/errors.ts'
-import { Task, TaskComplete, TaskCreate, TaskIdParams, TaskListQuery, TaskUpdate } from './task-schemas.ts'
-import type { TaskStore } from './task-store.ts'
+import { etagOf, versionsOfIfMatch } from './task-etag.ts'
+import {
+  Task,
+  TaskComplete,
+  TaskCreate,
+  TaskCreateHeaders,
+  TaskIdParams,
+  TaskListQuery,
+  TaskUpdate,
+  TaskWriteHeaders,
+} from './task-schemas.ts'
+import type { TaskStore, WriteOutcome } from './task-store.ts'
 
 const TASK_NOT_FOUND = new HttpError(404, 'Task not found')
+const PRECONDITION_FAILED = new HttpError(412, 'Precondition failed')
+/** A 422 in the validation shape, so a client handles every 422 alike. */
+const KEY_REUSED = new HttpError(422, [
+  {
+    loc: ['header', 'idempotency-key'],
+    msg: 'This Idempotency-Key was already used with a different request body',
+    type: 'idempotency_key_reused',
+  },
+])
+const KEY_IN_PROGRESS = new HttpError(409, 'A request with this Idempotency-Key is still in progress; retry it later', {
+  'retry-after': '1',
+})
 const security = [{ bearerAuth: [] }]
 const tags = ['tasks']
+
+/** The response schema of a single task, with its ETag header. */
+const TaskWithEtag = { ...Task, headers: { ETag: Type.String({ description: 'Strong entity tag of this version of the task' }) } }
+
+/** The task a write gave, or the 404 / 412 it stands for. */
+function writtenOrThrow<T>(outcome: WriteOutcome<T>): T {
+  if (outcome === 'not-found') throw TASK_NOT_FOUND
+  if (outcome === 'stale') throw PRECONDITION_FAILED
+  return outcome
+}
+
+/** The response of a created task, as sent and as stored for Idempotency-Key replays. */
+function createdResponse(task: Task): StoredResponse {
+  return { status: 201, headers: { location: `/api/tasks/${task.id}`, etag: etagOf(task) }, body: task }
+}
+
+/** Sends a response built by `createdResponse`, fresh or as stored for a replay: status, headers and body as they are. */
+async function sendStored(reply: FastifyReply, response: StoredResponse): Promise<FastifyReply> {
+  return reply.code(response.status).headers(response.headers).send(response.body)
+}
+
+/** 412 of the If-Match routes, described for the OpenAPI document. */
+const preconditionFailed = {
+  412: { ...errorResponses(412)[412], description: 'If-Match names a version the task no longer has: nothing changed' },
+}
 
 /** POST and PUT: a missing body is 422, and `title` is trimmed before it is validated (API.md "The task resource"). */
 async function requireBodyAndTrimTitle(request: FastifyRequest): Promise<void> {
@@ -51,13 +99,36 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         summary: 'Create a task',
         tags,
         security,
+        headers: TaskCreateHeaders,
         body: TaskCreate,
-        response: { 201: Task, ...errorResponses(400, 401, 413, 415, 422, 503) },
+        response: {
+          201: {
+            ...Task,
+            headers: {
+              Location: Type.String({ description: 'The new task: /api/tasks/{id}' }),
+              ETag: Type.String({ description: 'Strong entity tag of the new task' }),
+              'Idempotent-Replayed': Type.Optional(
+                Type.Literal('true', {
+                  description: 'Present when this is the stored answer to an earlier request with the same Idempotency-Key',
+                }),
+              ),
+            },
+          },
+          409: { ...errorResponses(409)[409], description: 'A request with the same Idempotency-Key is still in progress' },
+          ...errorResponses(400, 401, 413, 415, 422, 503),
+        },
       },
     },
     async (request, reply) => {
-      const task = await taskStore.createForOwner(request.userId, request.body)
-      return reply.code(201).header('location', `/api/tasks/${task.id}`).send(task)
+      const key = request.headers['idempotency-key']
+      if (key === undefined) {
+        return sendStored(reply, createdResponse(await taskStore.createForOwner(request.userId, request.body)))
+      }
+      const outcome = await taskStore.createForOwnerOnce(request.userId, key, request.body, createdResponse)
+      if (outcome.kind === 'mismatch') throw KEY_REUSED
+      if (outcome.kind === 'in-progress') throw KEY_IN_PROGRESS
+      if (outcome.kind === 'replay') reply.header('idempotent-replayed', 'true')
+      return sendStored(reply, outcome.response)
     },
   )
 
@@ -69,13 +140,13 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         tags,
         security,
         params: TaskIdParams,
-        response: { 200: Task, ...errorResponses(401, 404, 422, 503) },
+        response: { 200: TaskWithEtag, ...errorResponses(401, 404, 422, 503) },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const task = await taskStore.getForOwner(request.userId, request.params.id)
       if (task === null) throw TASK_NOT_FOUND
-      return task
+      return reply.header('etag', etagOf(task)).send(task)
     },
   )
 
@@ -88,14 +159,15 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         tags,
         security,
         params: TaskIdParams,
+        headers: TaskWriteHeaders,
         body: TaskUpdate,
-        response: { 200: Task, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
+        response: { 200: TaskWithEtag, ...preconditionFailed, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
       },
     },
-    async (request) => {
-      const task = await taskStore.updateForOwner(request.userId, request.params.id, request.body)
-      if (task === null) throw TASK_NOT_FOUND
-      return task
+    async (request, reply) => {
+      const expected = versionsOfIfMatch(request.headers['if-match'])
+      const task = writtenOrThrow(await taskStore.updateForOwner(request.userId, request.params.id, request.body, expected))
+      return reply.header('etag', etagOf(task)).send(task)
     },
   )
 
@@ -111,14 +183,15 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         tags,
         security,
         params: TaskIdParams,
+        headers: TaskWriteHeaders,
         body: TaskComplete,
-        response: { 200: Task, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
+        response: { 200: TaskWithEtag, ...preconditionFailed, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
       },
     },
-    async (request) => {
-      const task = await taskStore.completeForOwner(request.userId, request.params.id, request.body.completed)
-      if (task === null) throw TASK_NOT_FOUND
-      return task
+    async (request, reply) => {
+      const expected = versionsOfIfMatch(request.headers['if-match'])
+      const task = writtenOrThrow(await taskStore.completeForOwner(request.userId, request.params.id, request.body.completed, expected))
+      return reply.header('etag', etagOf(task)).send(task)
     },
   )
 
@@ -130,11 +203,12 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         tags,
         security,
         params: TaskIdParams,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(401, 404, 422, 503) },
+        headers: TaskWriteHeaders,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...preconditionFailed, ...errorResponses(401, 404, 422, 503) },
       },
     },
     async (request, reply) => {
-      if (!(await taskStore.deleteForOwner(request.userId, request.params.id))) throw TASK_NOT_FOUND
+      writtenOrThrow(await taskStore.deleteForOwner(request.userId, request.params.id, versionsOfIfMatch(request.headers['if-match'])))
       return reply.code(204).send(null)
     },
   )

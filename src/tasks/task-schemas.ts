@@ -2,6 +2,7 @@
 // the request validation and the OpenAPI document at once.
 import { Type, type Static } from 'typebox'
 import { describedPattern } from '../http/errors.ts'
+import { IF_MATCH_SYNTAX } from './task-etag.ts'
 
 /** Text PostgreSQL can store: no NUL character, no unpaired UTF-16 surrogate (Ajv matches patterns with the `u` flag). */
 const STORABLE_TEXT = describedPattern('^[^\\u0000\\uD800-\\uDFFF]*$', 'String must not contain NUL characters or unpaired surrogates')
@@ -63,3 +64,32 @@ export type TaskListQuery = Static<typeof TaskListQuery>
 /** Path of the single-task routes: a positive integer id that JavaScript holds exactly. */
 export const TaskIdParams = Type.Object({ id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) })
 export type TaskIdParams = Static<typeof TaskIdParams>
+
+/**
+ * Headers of POST /api/tasks. `Idempotency-Key`: 1–255 printable ASCII characters (as the IETF draft's keys and
+ * every UUID are); a control character or anything outside ASCII is 422, since HTTP carries other bytes
+ * ambiguously (Node reads them as Latin-1). The value is taken exactly as sent, quotes included.
+ */
+export const TaskCreateHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: describedPattern('^[\\x20-\\x7E]*$', 'Must be printable ASCII characters only (no control characters)'),
+      description:
+        'Makes a retry safe: the same key with the same body within 24 hours replays the first response (header Idempotent-Replayed: true) and creates nothing; with another body it is 422; while the first request is still running, 409.',
+    }),
+  ),
+})
+export type TaskCreateHeaders = Static<typeof TaskCreateHeaders>
+
+/** Headers of PUT, PATCH …/complete and DELETE: `If-Match`, checked in the same SQL statement as the write. */
+export const TaskWriteHeaders = Type.Object({
+  'if-match': Type.Optional(
+    Type.String({
+      pattern: IF_MATCH_SYNTAX,
+      description: 'The ETag the change is based on (or *): when the task has changed since, the answer is 412 and nothing changes.',
+    }),
+  ),
+})
+export type TaskWriteHeaders = Static<typeof TaskWriteHeaders>

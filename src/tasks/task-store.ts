@@ -1,7 +1,10 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, count, desc, eq, getTableColumns, not, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, inArray, not, sql, type SQL } from 'drizzle-orm'
+import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
 import { tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
+import { createIdempotencyStore, type IdempotencyOptions, type OnceOutcome, type StoredResponse } from '../idempotency/idempotency-store.ts'
+import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
 /** One page of a list and how many tasks match the filter in all (the `X-Total-Count` header). */
@@ -10,16 +13,40 @@ export interface TaskPage {
   total: number
 }
 
-/** Task operations, each scoped to an owner: another user's task and a missing one both give null / false. */
+/**
+ * The outcome of a write: the task (or `'deleted'`), `'not-found'` (missing, or another user's: the same answer),
+ * or `'stale'` (the owner's task exists but its version is none of the expected ones; nothing was written).
+ */
+export type WriteOutcome<T> = T | 'not-found' | 'stale'
+
+/**
+ * Task operations, each scoped to an owner: another user's task and a missing one both give null / 'not-found'.
+ * `expected` on a write: the versions (see task-etag.ts) the caller's If-Match names; undefined writes whatever
+ * the current version is. The version check and the write are one SQL statement, so of two writers that expect
+ * the same version exactly one wins, whatever the isolation level.
+ */
 export interface TaskStore {
   listForOwner(ownerId: string, query: TaskListQuery): Promise<TaskPage>
   getForOwner(ownerId: string, taskId: number): Promise<Task | null>
   createForOwner(ownerId: string, input: TaskCreate): Promise<Task>
-  updateForOwner(ownerId: string, taskId: number, changes: TaskUpdate): Promise<Task | null>
+  /**
+   * Creates the task once per `(ownerId, key)` within 24 hours (src/idempotency/idempotency-store.ts): the task and
+   * the response `respond` builds for it are committed together; a repeat with the same body gets that response.
+   */
+  createForOwnerOnce(ownerId: string, key: string, input: TaskCreate, respond: (task: Task) => StoredResponse): Promise<OnceOutcome>
+  updateForOwner(ownerId: string, taskId: number, changes: TaskUpdate, expected?: readonly TaskVersion[]): Promise<WriteOutcome<Task>>
   /** Sets `completed`, or toggles it in SQL (`NOT completed`) when `completed` is undefined. */
-  completeForOwner(ownerId: string, taskId: number, completed: boolean | undefined): Promise<Task | null>
-  deleteForOwner(ownerId: string, taskId: number): Promise<boolean>
+  completeForOwner(
+    ownerId: string,
+    taskId: number,
+    completed: boolean | undefined,
+    expected?: readonly TaskVersion[],
+  ): Promise<WriteOutcome<Task>>
+  deleteForOwner(ownerId: string, taskId: number, expected?: readonly TaskVersion[]): Promise<WriteOutcome<'deleted'>>
 }
+
+/** What the store is built with besides the database: the idempotency clock and limits (tests inject a clock). */
+export type TaskStoreOptions = IdempotencyOptions
 
 /** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
 const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
@@ -31,8 +58,61 @@ const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: t
 const NEXT_UPDATED_AT = sql`greatest(clock_timestamp(), ${tasks.updatedAt} + interval '1 millisecond')`
 
 /** Creates the store over a Drizzle handle of either driver. Errors of the driver propagate as they are. */
-export function createTaskStore(db: TasksDb): TaskStore {
+export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): TaskStore {
+  const idempotency = createIdempotencyStore(db, options)
   const ownedTask = (ownerId: string, taskId: number): SQL | undefined => and(eq(tasks.userId, ownerId), eq(tasks.id, taskId))
+  /** `updated_at` is one of the expected versions (none: matches nothing). */
+  const versionIn = (expected: readonly TaskVersion[]): SQL =>
+    inArray(
+      tasks.updatedAt,
+      expected.map((version) => new Date(version)),
+    )
+
+  /**
+   * One UPDATE of the owner's task. With `expected`, one statement both finds the owner's task (`target`, from the
+   * statement's snapshot) and updates it only if its version is expected (`written`): under READ COMMITTED a
+   * writer that waited for a concurrent one re-checks the version on the row that one left, so it finds it
+   * changed and writes nothing. Task found but nothing written: 'stale'.
+   */
+  async function updateOwned(
+    ownerId: string,
+    taskId: number,
+    set: PgUpdateSetSource<typeof tasks>,
+    expected?: readonly TaskVersion[],
+  ): Promise<WriteOutcome<Task>> {
+    const owned = ownedTask(ownerId, taskId)
+    if (expected === undefined) {
+      const [row] = await db.update(tasks).set(set).where(owned).returning()
+      return row === undefined ? 'not-found' : toTask(row)
+    }
+    const target = db.$with('target').as(db.select({ id: tasks.id }).from(tasks).where(owned))
+    const written = db.$with('written').as(
+      db
+        .update(tasks)
+        .set(set)
+        .where(and(owned, versionIn(expected)))
+        .returning(),
+    )
+    // The owner's task joined with what was written: no row is 'not-found'; a row with no written task is 'stale'.
+    const [row] = await db
+      .with(target, written)
+      .select({
+        found: target.id,
+        written: {
+          id: written.id,
+          userId: written.userId,
+          title: written.title,
+          description: written.description,
+          completed: written.completed,
+          createdAt: written.createdAt,
+          updatedAt: written.updatedAt,
+        },
+      })
+      .from(target)
+      .leftJoin(written, sql`true`)
+    if (row === undefined) return 'not-found'
+    return row.written === null ? 'stale' : toTask(row.written)
+  }
 
   return {
     async listForOwner(ownerId, query) {
@@ -65,42 +145,60 @@ export function createTaskStore(db: TasksDb): TaskStore {
     },
 
     async createForOwner(ownerId, input) {
-      const [row] = await db
-        .insert(tasks)
-        .values({ userId: ownerId, title: input.title, description: input.description ?? null, completed: input.completed ?? false })
-        .returning()
-      if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
-      return toTask(row)
+      return insertTask(db, ownerId, input)
     },
 
-    async updateForOwner(ownerId, taskId, changes) {
-      const [row] = await db
-        .update(tasks)
-        .set({
-          ...(changes.title !== undefined && { title: changes.title }),
-          ...(changes.description !== undefined && { description: changes.description }),
-          ...(changes.completed !== undefined && { completed: changes.completed }),
-          updatedAt: NEXT_UPDATED_AT,
-        })
-        .where(ownedTask(ownerId, taskId))
-        .returning()
-      return row === undefined ? null : toTask(row)
+    async createForOwnerOnce(ownerId, key, input, respond) {
+      return idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input)))
     },
 
-    async completeForOwner(ownerId, taskId, completed) {
-      const [row] = await db
-        .update(tasks)
-        .set({ completed: completed ?? not(tasks.completed), updatedAt: NEXT_UPDATED_AT })
-        .where(ownedTask(ownerId, taskId))
-        .returning()
-      return row === undefined ? null : toTask(row)
+    async updateForOwner(ownerId, taskId, changes, expected) {
+      const set = {
+        ...(changes.title !== undefined && { title: changes.title }),
+        ...(changes.description !== undefined && { description: changes.description }),
+        ...(changes.completed !== undefined && { completed: changes.completed }),
+        updatedAt: NEXT_UPDATED_AT,
+      }
+      return updateOwned(ownerId, taskId, set, expected)
     },
 
-    async deleteForOwner(ownerId, taskId) {
-      const deleted = await db.delete(tasks).where(ownedTask(ownerId, taskId)).returning({ id: tasks.id })
-      return deleted.length > 0
+    async completeForOwner(ownerId, taskId, completed, expected) {
+      return updateOwned(ownerId, taskId, { completed: completed ?? not(tasks.completed), updatedAt: NEXT_UPDATED_AT }, expected)
+    },
+
+    async deleteForOwner(ownerId, taskId, expected) {
+      const owned = ownedTask(ownerId, taskId)
+      if (expected === undefined) {
+        const deleted = await db.delete(tasks).where(owned).returning({ id: tasks.id })
+        return deleted.length > 0 ? 'deleted' : 'not-found'
+      }
+      // As in updateOwned: one statement finds the owner's task and deletes it only at an expected version.
+      const target = db.$with('target').as(db.select({ id: tasks.id }).from(tasks).where(owned))
+      const written = db.$with('written').as(
+        db
+          .delete(tasks)
+          .where(and(owned, versionIn(expected)))
+          .returning({ id: tasks.id }),
+      )
+      const [row] = await db
+        .with(target, written)
+        .select({ found: target.id, deleted: written.id })
+        .from(target)
+        .leftJoin(written, sql`true`)
+      if (row === undefined) return 'not-found'
+      return row.deleted === null ? 'stale' : 'deleted'
     },
   }
+}
+
+/** Inserts one task for `ownerId` through `db` (the store's handle, or a transaction of it). */
+async function insertTask(db: TasksDb, ownerId: string, input: TaskCreate): Promise<Task> {
+  const [row] = await db
+    .insert(tasks)
+    .values({ userId: ownerId, title: input.title, description: input.description ?? null, completed: input.completed ?? false })
+    .returning()
+  if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
+  return toTask(row)
 }
 
 /** The one mapping from a row to the API's task (snake_case, ISO 8601 UTC timestamps). */

@@ -42,7 +42,7 @@ export interface TestApp {
 /** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
 export async function buildTestApp(
   t: TestContext,
-  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier } = {},
+  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
 ): Promise<TestApp> {
   const testDatabase = await createTestDatabase()
   const logs: string[] = []
@@ -62,6 +62,7 @@ export async function buildTestApp(
     database: testDatabase.database,
     logStream,
     ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
+    ...(options.now ? { now: options.now } : {}),
   })
   t.after(async () => {
     await app.close()

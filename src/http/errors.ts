@@ -53,10 +53,10 @@ const TYPE_OF_KEYWORD: Record<string, string> = {
 /** At most this many entries in a 422: a 64 KiB body of unknown keys must not answer with megabytes. */
 export const MAX_VALIDATION_ISSUES = 20
 
-/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries (the first 20). */
+/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries: the first per location, 20 at most. */
 export function toValidationIssues(part: string, issues: readonly AjvIssue[]): ValidationIssue[] {
   const where = LOCATION_OF_PART[part] ?? part
-  return issues.slice(0, MAX_VALIDATION_ISSUES).map((issue) => {
+  const entries = issues.map((issue) => {
     const loc: (string | number)[] = [where, ...issue.instancePath.split('/').slice(1).map(decodePointer)]
     if (issue.keyword === 'required') loc.push(String(issue.params.missingProperty))
     if (issue.keyword === 'additionalProperties') loc.push(String(issue.params.additionalProperty))
@@ -78,6 +78,14 @@ export function toValidationIssues(part: string, issues: readonly AjvIssue[]): V
               : capitalize(issue.message ?? 'Invalid value')
     return { loc, msg, type }
   })
+  // One entry per location, the first Ajv found (a repeated ?status=a&status=b is "not a string", and not
+  // also "not one of the values"), and at most MAX_VALIDATION_ISSUES of them.
+  const firstByLocation = new Map<string, ValidationIssue>()
+  for (const entry of entries) {
+    const where = JSON.stringify(entry.loc)
+    if (!firstByLocation.has(where)) firstByLocation.set(where, entry)
+  }
+  return [...firstByLocation.values()].slice(0, MAX_VALIDATION_ISSUES)
 }
 
 const patternMessages = new Map<string, string>()

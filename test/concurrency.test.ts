@@ -2,53 +2,8 @@
 // applied twice. PGlite serializes queries; on the PostgreSQL server (TEST_DATABASE_URL) these requests really race.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
 import { buildTestApp } from './helpers/test-app.ts'
-import { authHeaderFor } from './helpers/tokens.ts'
-
-/** A task as the API shows it. */
-interface TaskJson {
-  id: number
-  title: string
-  description: string | null
-  completed: boolean
-  user_id: string
-  created_at: string
-  updated_at: string
-}
-
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
-
-/** Requests as one user: every call carries a freshly signed token for `userId`. */
-function asUser(app: FastifyInstance, userId: string) {
-  const request = async (method: Method, url: string, payload?: object): Promise<LightMyRequestResponse> =>
-    app.inject({ method, url, headers: await authHeaderFor(userId), ...(payload === undefined ? {} : { payload }) })
-  return {
-    request,
-    async create(body: object): Promise<TaskJson> {
-      const response = await request('POST', '/api/tasks', body)
-      assert.equal(response.statusCode, 201, response.body)
-      return response.json<TaskJson>()
-    },
-    async get(id: number): Promise<TaskJson> {
-      const response = await request('GET', `/api/tasks/${id}`)
-      assert.equal(response.statusCode, 200, response.body)
-      return response.json<TaskJson>()
-    },
-  }
-}
-
-/** How many responses had each status, e.g. `{ 200: 50 }`. */
-function statusCounts(responses: readonly LightMyRequestResponse[]): Record<number, number> {
-  const counts: Record<number, number> = {}
-  for (const response of responses) counts[response.statusCode] = (counts[response.statusCode] ?? 0) + 1
-  return counts
-}
-
-/** `times` copies of `request`, all started before any is awaited. */
-async function race(times: number, request: (i: number) => Promise<LightMyRequestResponse>): Promise<LightMyRequestResponse[]> {
-  return Promise.all(Array.from({ length: times }, (_, i) => request(i)))
-}
 
 void test('concurrent requests', async (t) => {
   const { app } = await buildTestApp(t)
@@ -75,7 +30,7 @@ void test('concurrent requests', async (t) => {
       Array.from({ length: 50 }, (_, i) => i % 2 === 0),
     )
     // An even number of toggles leaves it as it was.
-    const final = await alice.get(task.id)
+    const final = (await alice.get(task.id)).task
     assert.equal(final.completed, false)
     assert.equal(final.updated_at, inWriteOrder.at(-1)?.updated_at)
     assert.deepEqual({ ...final, updated_at: task.updated_at }, task)
@@ -87,7 +42,7 @@ void test('concurrent requests', async (t) => {
     const responses = await race(31, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`, {}))
     assert.deepEqual(statusCounts(responses), { 200: 31 })
     assert.equal(responses.filter((response) => response.json<TaskJson>().completed).length, 15)
-    assert.equal((await alice.get(task.id)).completed, false)
+    assert.equal((await alice.get(task.id)).task.completed, false)
   })
 
   await t.test('concurrent edits and toggles of one task lose neither', async () => {
@@ -102,7 +57,7 @@ void test('concurrent requests', async (t) => {
     const toggles = responses.filter((_, i) => i % 2 === 0).map((response) => response.json<TaskJson>())
     assert.equal(toggles.length, 21)
     assert.equal(toggles.filter((answer) => answer.completed).length, 11, 'the edits did not undo any toggle')
-    const final = await alice.get(task.id)
+    const final = (await alice.get(task.id)).task
     assert.equal(final.completed, true)
     assert.match(String(final.description), /^edit \d+$/)
     assert.equal(final.title, 'Edit me')
@@ -118,7 +73,7 @@ void test('concurrent requests', async (t) => {
       assert.equal(response.body, response.statusCode === 204 ? '' : '{"detail":"Task not found"}')
     }
     assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
-    assert.deepEqual(await alice.get(kept.id), kept)
+    assert.deepEqual((await alice.get(kept.id)).task, kept)
   })
 
   await t.test('toggles racing a delete of the same task answer 200 or 404, never 500', async () => {

@@ -2,48 +2,11 @@
 // indistinguishable from a missing one, lists show only the caller's tasks, and a user_id sent by the client is never used.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { LightMyRequestResponse } from 'fastify'
+import { asUser, JSON_CONTENT_TYPE, type Method, type TaskJson } from './helpers/api-client.ts'
 import { buildTestApp } from './helpers/test-app.ts'
-import { authHeaderFor } from './helpers/tokens.ts'
-
-/** A task as the API shows it. */
-interface TaskJson {
-  id: number
-  title: string
-  description: string | null
-  completed: boolean
-  user_id: string
-  created_at: string
-  updated_at: string
-}
-
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
 const NOT_FOUND_BODY = '{"detail":"Task not found"}'
-
-/** Requests as one user: every call carries a freshly signed token for `userId`. */
-function asUser(app: FastifyInstance, userId: string) {
-  const request = async (method: Method, url: string, payload?: object): Promise<LightMyRequestResponse> =>
-    app.inject({ method, url, headers: await authHeaderFor(userId), ...(payload === undefined ? {} : { payload }) })
-  return {
-    request,
-    async create(body: object): Promise<TaskJson> {
-      const response = await request('POST', '/api/tasks', body)
-      assert.equal(response.statusCode, 201, response.body)
-      return response.json<TaskJson>()
-    },
-    async get(id: number): Promise<TaskJson> {
-      const response = await request('GET', `/api/tasks/${id}`)
-      assert.equal(response.statusCode, 200, response.body)
-      return response.json<TaskJson>()
-    },
-    async list(query = ''): Promise<{ tasks: TaskJson[]; total: number }> {
-      const response = await request('GET', `/api/tasks${query}`)
-      assert.equal(response.statusCode, 200, response.body)
-      return { tasks: response.json<TaskJson[]>(), total: Number(response.headers['x-total-count']) }
-    },
-  }
-}
 
 /** Every way to reach one task, with a body that would change it if the request were let through. */
 const SINGLE_TASK_ROUTES: readonly { name: string; method: Method; path: (id: number) => string; payload?: object }[] = [
@@ -73,7 +36,7 @@ void test('isolation between users', async (t) => {
       assert.equal((await owner.request('DELETE', `/api/tasks/${gone.id}`)).statusCode, 204)
 
       const foreign = await intruder.request(route.method, route.path(task.id), route.payload)
-      assert.deepEqual(visible(foreign), { status: 404, contentType: 'application/json; charset=utf-8', body: NOT_FOUND_BODY })
+      assert.deepEqual(visible(foreign), { status: 404, contentType: JSON_CONTENT_TYPE, body: NOT_FOUND_BODY })
       // The same answer as for an id that no longer exists and one that never existed, for the intruder and the owner alike.
       for (const [who, missingId] of [
         [intruder, gone.id],
@@ -83,9 +46,9 @@ void test('isolation between users', async (t) => {
         assert.deepEqual(visible(await who.request(route.method, route.path(missingId), route.payload)), visible(foreign))
       }
 
-      assert.deepEqual(await owner.get(task.id), task, 'the owner sees the task unchanged')
-      assert.deepEqual(await owner.list(), { tasks: [task], total: 1 })
-      assert.deepEqual(await intruder.list(), { tasks: [], total: 0 })
+      assert.deepEqual((await owner.get(task.id)).task, task, 'the owner sees the task unchanged')
+      assert.deepEqual(await owner.list(''), { tasks: [task], total: 1 })
+      assert.deepEqual(await intruder.list(''), { tasks: [], total: 0 })
     })
   }
 
@@ -141,11 +104,11 @@ void test('isolation between users', async (t) => {
     const task = await asUser(app, base).create({ title: 'exact owner only' })
     for (const lookalike of ['case-user_1', 'CASE-USER_1', 'Case-User_1 ', ' Case-User_1', 'Case-User%', 'Case-User__', '%']) {
       const other = asUser(app, lookalike)
-      assert.deepEqual(await other.list(), { tasks: [], total: 0 }, `${JSON.stringify(lookalike)} sees nothing`)
+      assert.deepEqual(await other.list(''), { tasks: [], total: 0 }, `${JSON.stringify(lookalike)} sees nothing`)
       const response = await other.request('GET', `/api/tasks/${task.id}`)
       assert.equal(response.statusCode, 404, `${JSON.stringify(lookalike)} cannot read it`)
     }
-    assert.deepEqual(await asUser(app, base).get(task.id), task)
+    assert.deepEqual((await asUser(app, base).get(task.id)).task, task)
   })
 
   await t.test('a user_id in the body of a POST is refused with 422 and creates nothing', async () => {
@@ -163,8 +126,8 @@ void test('isolation between users', async (t) => {
         detail: [{ loc: ['body', extra], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' }],
       })
     }
-    assert.deepEqual(await victim.list(), { tasks: [], total: 0 })
-    assert.deepEqual(await mallory.list(), { tasks: [], total: 0 })
+    assert.deepEqual(await victim.list(''), { tasks: [], total: 0 })
+    assert.deepEqual(await mallory.list(''), { tasks: [], total: 0 })
   })
 
   await t.test('a user_id in the body of a PUT is refused with 422 and changes nothing', async () => {
@@ -178,8 +141,8 @@ void test('isolation between users', async (t) => {
         detail: [{ loc: ['body', 'user_id'], msg: 'Extra inputs are not permitted', type: 'extra_forbidden' }],
       })
     }
-    assert.deepEqual(await owner.get(task.id), task)
-    assert.deepEqual(await victim.list(), { tasks: [], total: 0 })
+    assert.deepEqual((await owner.get(task.id)).task, task)
+    assert.deepEqual(await victim.list(''), { tasks: [], total: 0 })
   })
 
   await t.test("a user_id or userId in the list's query is ignored: the caller still sees only their own", async () => {

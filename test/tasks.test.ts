@@ -3,77 +3,19 @@
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { TasksDb } from '../src/db/database.ts'
 import { tasks } from '../src/db/schema.ts'
+import { asUser as sharedAsUser, JSON_CONTENT_TYPE, type TaskJson } from './helpers/api-client.ts'
 import { buildTestApp } from './helpers/test-app.ts'
-import { authHeaderFor } from './helpers/tokens.ts'
-
-/** A task as the API shows it. */
-interface TaskJson {
-  id: number
-  title: string
-  description: string | null
-  completed: boolean
-  user_id: string
-  created_at: string
-  updated_at: string
-}
 
 const TASK_KEYS = ['completed', 'created_at', 'description', 'id', 'title', 'updated_at', 'user_id']
 /** ISO 8601 in UTC with milliseconds, as `Date.prototype.toISOString` writes it. */
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
-const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 const NOT_FOUND_BODY = '{"detail":"Task not found"}'
 
-type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
-
-/** Requests as one user: every call carries a freshly signed token for `userId`. */
-function asUser(app: FastifyInstance, userId: string) {
-  const request = async (method: Method, url: string, payload?: object): Promise<LightMyRequestResponse> =>
-    app.inject({ method, url, headers: await authHeaderFor(userId), ...(payload === undefined ? {} : { payload }) })
-  return {
-    request,
-    /** POST /api/tasks, asserting JSON and 201. */
-    async create(body: object): Promise<TaskJson> {
-      const response = await request('POST', '/api/tasks', body)
-      assert.equal(response.statusCode, 201, response.body)
-      assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
-      return response.json<TaskJson>()
-    },
-    /** GET /api/tasks/{id}, asserting JSON and 200. */
-    async get(id: number): Promise<TaskJson> {
-      const response = await request('GET', `/api/tasks/${id}`)
-      assert.equal(response.statusCode, 200, response.body)
-      assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
-      return response.json<TaskJson>()
-    },
-    /** PUT /api/tasks/{id}, asserting JSON and 200. */
-    async put(id: number, body: object): Promise<TaskJson> {
-      const response = await request('PUT', `/api/tasks/${id}`, body)
-      assert.equal(response.statusCode, 200, response.body)
-      assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
-      return response.json<TaskJson>()
-    },
-    /** PATCH /api/tasks/{id}/complete with `body` (none when undefined), asserting JSON and 200. */
-    async complete(id: number, body?: object): Promise<TaskJson> {
-      const response = await request('PATCH', `/api/tasks/${id}/complete`, body)
-      assert.equal(response.statusCode, 200, response.body)
-      assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
-      return response.json<TaskJson>()
-    },
-    /** GET /api/tasks with a query string such as `?status=pending`, asserting 200 and the headers of a list. */
-    async list(query = ''): Promise<{ tasks: TaskJson[]; total: number }> {
-      const response = await request('GET', `/api/tasks${query}`)
-      assert.equal(response.statusCode, 200, response.body)
-      assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
-      const total = response.headers['x-total-count']
-      assert.equal(typeof total, 'string', `X-Total-Count missing on ${query}`)
-      assert.match(String(total), /^\d+$/)
-      return { tasks: response.json<TaskJson[]>(), total: Number(total) }
-    },
-  }
-}
+/** Requests as one user, asserting as well that every answer the helpers accept is JSON, and every list's X-Total-Count. */
+const asUser = (app: FastifyInstance, userId: string) => sharedAsUser(app, userId, { checkHeaders: true })
 
 /** Asserts the exact shape of a task: exactly the seven keys, their types, and timestamps in ISO 8601 UTC with ms. */
 function assertTaskShape(value: unknown): asserts value is TaskJson {
@@ -136,10 +78,10 @@ void test('the single-task endpoints', async (t) => {
     const alice = asUser(app, 'trim-alice')
     const created = await alice.create({ title: ' \t Buy  oat milk \n ' })
     assert.equal(created.title, 'Buy  oat milk')
-    assert.equal((await alice.get(created.id)).title, 'Buy  oat milk')
+    assert.equal((await alice.get(created.id)).task.title, 'Buy  oat milk')
     const updated = await alice.put(created.id, { title: '\n  Buy soy milk  ' })
     assert.equal(updated.title, 'Buy soy milk')
-    assert.equal((await alice.get(created.id)).title, 'Buy soy milk')
+    assert.equal((await alice.get(created.id)).task.title, 'Buy soy milk')
   })
 
   await t.test('a description and completed can be given when creating', async () => {
@@ -198,7 +140,7 @@ void test('the single-task endpoints', async (t) => {
     const updated = await alice.put(created.id, { title: 'New title' })
     assertTaskShape(updated)
     assert.deepEqual(updated, { ...created, title: 'New title', updated_at: updated.updated_at })
-    assert.deepEqual(await alice.get(created.id), updated)
+    assert.deepEqual((await alice.get(created.id)).task, updated)
   })
 
   await t.test('PUT changes only the description when only the description is sent', async () => {
@@ -206,7 +148,7 @@ void test('the single-task endpoints', async (t) => {
     const created = await alice.create({ title: 'Keep title', description: 'old notes' })
     const updated = await alice.put(created.id, { description: 'new notes' })
     assert.deepEqual(updated, { ...created, description: 'new notes', updated_at: updated.updated_at })
-    assert.deepEqual(await alice.get(created.id), updated)
+    assert.deepEqual((await alice.get(created.id)).task, updated)
   })
 
   await t.test('PUT changes only completed when only completed is sent', async () => {
@@ -216,7 +158,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual(done, { ...created, completed: true, updated_at: done.updated_at })
     const undone = await alice.put(created.id, { completed: false })
     assert.deepEqual(undone, { ...created, completed: false, updated_at: undone.updated_at })
-    assert.deepEqual(await alice.get(created.id), undone)
+    assert.deepEqual((await alice.get(created.id)).task, undone)
   })
 
   await t.test('PUT with description null clears the description', async () => {
@@ -224,7 +166,7 @@ void test('the single-task endpoints', async (t) => {
     const created = await alice.create({ title: 'Has notes', description: 'to be cleared', completed: true })
     const cleared = await alice.put(created.id, { description: null })
     assert.deepEqual(cleared, { ...created, description: null, updated_at: cleared.updated_at })
-    assert.deepEqual(await alice.get(created.id), cleared)
+    assert.deepEqual((await alice.get(created.id)).task, cleared)
   })
 
   await t.test('PUT with every field changes them all at once', async () => {
@@ -269,7 +211,7 @@ void test('the single-task endpoints', async (t) => {
         previous = next
       }
     }
-    assert.equal((await alice.get(created.id)).updated_at, previous.updated_at)
+    assert.equal((await alice.get(created.id)).task.updated_at, previous.updated_at)
   })
 
   await t.test('writes sent all at once each get an updated_at of their own, later than the one before', async () => {
@@ -285,7 +227,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal(new Set(times).size, 20, `distinct updated_at: ${answers.map((answer) => answer.updated_at).join(' ')}`)
     assert.ok(Math.min(...times) > time(created.updated_at))
     assert.ok(answers.every((answer) => answer.created_at === created.created_at))
-    assert.equal(time((await alice.get(created.id)).updated_at), Math.max(...times))
+    assert.equal(time((await alice.get(created.id)).task.updated_at), Math.max(...times))
   })
 
   await t.test('PATCH complete with no body toggles completed back and forth', async () => {
@@ -296,7 +238,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual(once, { ...created, completed: true, updated_at: once.updated_at })
     const twice = await alice.complete(created.id)
     assert.deepEqual(twice, { ...created, completed: false, updated_at: twice.updated_at })
-    assert.equal((await alice.get(created.id)).completed, false)
+    assert.equal((await alice.get(created.id)).task.completed, false)
   })
 
   await t.test('PATCH complete with {} toggles completed', async () => {
@@ -304,7 +246,7 @@ void test('the single-task endpoints', async (t) => {
     const created = await alice.create({ title: 'Toggle me', completed: true })
     assert.equal((await alice.complete(created.id, {})).completed, false)
     assert.equal((await alice.complete(created.id, {})).completed, true)
-    assert.equal((await alice.get(created.id)).completed, true)
+    assert.equal((await alice.get(created.id)).task.completed, true)
   })
 
   await t.test('PATCH complete with {"completed": true|false} sets it, however often it is sent', async () => {
@@ -313,7 +255,7 @@ void test('the single-task endpoints', async (t) => {
     for (const completed of [true, true, false, false, true]) {
       const set = await alice.complete(created.id, { completed })
       assert.deepEqual(set, { ...created, completed, updated_at: set.updated_at })
-      assert.equal((await alice.get(created.id)).completed, completed)
+      assert.equal((await alice.get(created.id)).task.completed, completed)
     }
   })
 
@@ -331,10 +273,10 @@ void test('the single-task endpoints', async (t) => {
     const twice = await alice.request('DELETE', `/api/tasks/${doomed.id}`)
     assert.equal(twice.statusCode, 404)
     assert.equal(twice.body, NOT_FOUND_BODY)
-    const list = await alice.list()
+    const list = await alice.list('')
     assert.deepEqual(ids(list.tasks), [kept.id])
     assert.equal(list.total, 1)
-    assert.deepEqual(await alice.get(kept.id), kept)
+    assert.deepEqual((await alice.get(kept.id)).task, kept)
   })
 })
 
@@ -351,7 +293,7 @@ void test('lists', async (t) => {
   await t.test('every listed task has the exact shape of a task', async () => {
     const alice = asUser(app, 'list-shape-alice')
     const created = [await alice.create({ title: 'plain' }), await alice.create({ title: 'full', description: 'notes', completed: true })]
-    const { tasks: listed } = await alice.list()
+    const { tasks: listed } = await alice.list('')
     for (const task of listed) assertTaskShape(task)
     assert.deepEqual(
       listed.sort((a, b) => a.id - b.id),
@@ -443,7 +385,7 @@ void test('lists', async (t) => {
     assert.equal((await alice.list('?sort=title&offset=499&limit=10')).tasks.length, 2)
     assert.deepEqual(await alice.list('?offset=501'), { tasks: [], total: count })
     assert.deepEqual(await alice.list('?offset=100000&limit=500'), { tasks: [], total: count })
-    assert.equal((await alice.list()).tasks.length, 100)
+    assert.equal((await alice.list('')).tasks.length, 100)
 
     // The count follows the filter, not the page.
     const completed = await alice.list('?status=completed&limit=10&offset=160')

@@ -16,8 +16,14 @@ export interface TaskJson {
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
-/** Requests as one user: every call carries a freshly signed token for `userId`, plus `headers`. */
-export function asUser(app: FastifyInstance, userId: string) {
+/** The Content-Type of every JSON answer. */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
+
+/**
+ * Requests as one user: every call carries a freshly signed token for `userId`, plus `headers`.
+ * With `checkHeaders`, the helpers that assert a status also assert that the answer is JSON, and a list a decimal X-Total-Count.
+ */
+export function asUser(app: FastifyInstance, userId: string, { checkHeaders = false } = {}) {
   const request = async (
     method: Method,
     url: string,
@@ -25,26 +31,42 @@ export function asUser(app: FastifyInstance, userId: string) {
     headers: Record<string, string> = {},
   ): Promise<LightMyRequestResponse> =>
     app.inject({ method, url, headers: { ...(await authHeaderFor(userId)), ...headers }, ...(payload === undefined ? {} : { payload }) })
+  /** `request`, asserting `status` (and with `checkHeaders`, JSON). */
+  const expecting = async (status: number, ...args: Parameters<typeof request>): Promise<LightMyRequestResponse> => {
+    const response = await request(...args)
+    assert.equal(response.statusCode, status, response.body)
+    if (checkHeaders) assert.equal(response.headers['content-type'], JSON_CONTENT_TYPE)
+    return response
+  }
   return {
     userId,
     request,
     /** POST /api/tasks, asserting 201. */
     async create(body: object, headers: Record<string, string> = {}): Promise<TaskJson> {
-      const response = await request('POST', '/api/tasks', body, headers)
-      assert.equal(response.statusCode, 201, response.body)
-      return response.json<TaskJson>()
+      return (await expecting(201, 'POST', '/api/tasks', body, headers)).json<TaskJson>()
     },
     /** GET /api/tasks/{id}, asserting 200; the task and its ETag. */
     async get(id: number): Promise<{ task: TaskJson; etag: string }> {
-      const response = await request('GET', `/api/tasks/${id}`)
-      assert.equal(response.statusCode, 200, response.body)
+      const response = await expecting(200, 'GET', `/api/tasks/${id}`)
       return { task: response.json<TaskJson>(), etag: String(response.headers.etag) }
     },
-    /** GET /api/tasks?limit=500, asserting 200: the tasks and X-Total-Count. */
-    async list(): Promise<{ tasks: TaskJson[]; total: number }> {
-      const response = await request('GET', '/api/tasks?limit=500')
-      assert.equal(response.statusCode, 200, response.body)
-      return { tasks: response.json<TaskJson[]>(), total: Number(response.headers['x-total-count']) }
+    /** PUT /api/tasks/{id}, asserting 200. */
+    async put(id: number, body: object): Promise<TaskJson> {
+      return (await expecting(200, 'PUT', `/api/tasks/${id}`, body)).json<TaskJson>()
+    },
+    /** PATCH /api/tasks/{id}/complete with `body` (none when undefined), asserting 200. */
+    async complete(id: number, body?: object): Promise<TaskJson> {
+      return (await expecting(200, 'PATCH', `/api/tasks/${id}/complete`, body)).json<TaskJson>()
+    },
+    /** GET /api/tasks`query` (`?limit=500` by default, `''` for none), asserting 200: the tasks and X-Total-Count. */
+    async list(query = '?limit=500'): Promise<{ tasks: TaskJson[]; total: number }> {
+      const response = await expecting(200, 'GET', `/api/tasks${query}`)
+      const total = response.headers['x-total-count']
+      if (checkHeaders) {
+        assert.equal(typeof total, 'string', `X-Total-Count missing on ${query}`)
+        assert.match(String(total), /^\d+$/)
+      }
+      return { tasks: response.json<TaskJson[]>(), total: Number(total) }
     },
   }
 }

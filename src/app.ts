@@ -7,7 +7,7 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { answerFrameworkError, installErrorHandlers } from './http/errors.ts'
+import { answerClientError, answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import { BODY_LIMIT_BYTES, installBodyParsing, installSecurity, installValidators, requestIdOf } from './http/security.ts'
 import { createTaskStore } from './tasks/task-store.ts'
@@ -20,10 +20,24 @@ export interface AppDependencies {
   logStream?: DestinationStream
   /** A verifier to use instead of one made from `config` (tests inject one with a fake clock). */
   tokenVerifier?: TokenVerifier
+  /**
+   * False while the database schema is not migrated yet (the server was unreachable at start and migrations are
+   * retried in the background): `/ready` and every authenticated `/api` request answer 503 until it is true.
+   */
+  databaseReady?: () => boolean
 }
 
+/** How often Node checks the header and request time limits: they are enforced within this much of their value. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000
+
 /** Builds the Fastify instance with every route registered and ready; the caller listens or injects, and closes it. */
-export async function buildApp({ config, database, logStream, tokenVerifier }: AppDependencies): Promise<FastifyInstance> {
+export async function buildApp({
+  config,
+  database,
+  logStream,
+  tokenVerifier,
+  databaseReady = () => true,
+}: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -34,9 +48,20 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
     genReqId: requestIdOf,
     requestIdHeader: false,
     bodyLimit: BODY_LIMIT_BYTES,
-    // A client gets this long to send a whole request; idle keep-alive connections close after 72 s.
-    requestTimeout: 30_000,
-    return503OnClosing: true,
+    // Slow clients: the header section, the whole request and an idle kept-alive connection each have a limit
+    // (HTTP_*_TIMEOUT_MS), so a client trickling bytes cannot hold a connection; past one, 408 and the connection closes.
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_INTERVAL_MS, config.headersTimeoutMs),
+    },
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
+    // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
+    return503OnClosing: false,
+    // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
+    clientErrorHandler: answerClientError,
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
@@ -54,10 +79,25 @@ export async function buildApp({ config, database, logStream, tokenVerifier }: A
     })
   const taskStore = createTaskStore(database.db)
 
-  await app.register(healthRoutes, { ping: () => database.ping() })
+  const migrationsPending = {
+    name: 'MigrationsPending',
+    message: 'the database schema is not migrated yet: the database has been unreachable since start',
+  }
+  await app.register(healthRoutes, {
+    ping: async () => {
+      if (!databaseReady()) throw new Error(migrationsPending.message)
+      await database.ping()
+    },
+  })
   await app.register(
     async (api) => {
       authenticate(api, verifier)
+      // After authentication, so a request without a valid token is a 401 whatever the database's state.
+      api.addHook('onRequest', async (request) => {
+        if (databaseReady()) return
+        request.log.warn({ cause: migrationsPending }, 'database unavailable: answered 503')
+        throw serviceUnavailable()
+      })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore })
     },
     { prefix: '/api' },

@@ -1,4 +1,6 @@
 // The one place errors become responses: every error body is {"detail": …} (API.md "Errors").
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { isDatabaseUnavailable } from '../db/database.ts'
@@ -120,6 +122,31 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
   void reply.code(500).send({ detail: 'Internal server error' })
 }
 
+/** What the HTTP parser's errors become, before any request exists: status and detail. */
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout'],
+  HPE_HEADER_OVERFLOW: [431, 'Request header fields too large'],
+}
+
+/**
+ * Fastify's `clientErrorHandler`, for what Node's HTTP parser refuses before there is a request to route: a header
+ * section over its limit (431), a request not received within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS
+ * (408), anything unparsable (400). Answers `{"detail": …}` and closes the connection.
+ */
+export function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request']
+  this.log.debug({ code: error.code, status }, 'client error before routing')
+  if (socket.writable) {
+    const body = JSON.stringify({ detail })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
+}
+
 /**
  * Installs the error and not-found handlers on the root instance, so every route and plugin shares them:
  * validation → 422 with `[{loc, msg, type}]`; HttpError → its status; an unreachable database → 503 with
@@ -146,6 +173,9 @@ export function installErrorHandlers(app: FastifyInstance): void {
       // The JSON parser's syntax errors (malformed JSON, a forbidden __proto__) have no Fastify code.
       const code = error.name === 'SyntaxError' ? 'FST_ERR_CTP_INVALID_JSON_BODY' : error.code
       const detail = DETAIL_OF_FASTIFY_CODE[code] ?? 'Bad request'
+      // The rest of an oversized body is not read: the connection closes after the 413, so a client cannot keep
+      // streaming into it (Node would otherwise read and discard the rest to reuse the connection).
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') reply.header('connection', 'close')
       return reply.code(code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 400 : status).send({ detail })
     }
     request.log.error({ cause: describeCause(error) }, 'unexpected error: answered 500')

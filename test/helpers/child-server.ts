@@ -5,13 +5,15 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { TestContext } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { TEST_SECRET } from './tokens.ts'
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 /** tsx's loader, by absolute URL: the child runs in a temporary directory, where `--import tsx` would not resolve. */
 const TSX_LOADER = import.meta.resolve('tsx')
+
+/** A start takes 2–5 s on an idle machine (tsx compiles src/, PGlite initialises); CI machines can be far busier. */
+const START_TIMEOUT_MS = 120_000
 
 /** How the child ended. */
 export interface ChildExit {
@@ -34,8 +36,13 @@ export interface ChildServer {
   running(): boolean
 }
 
+/** Where cleanups go: a test's context (`t`), or a file's scope (`{ after }` from node:test) for a shared server. */
+export interface Scope {
+  after(cleanup: () => unknown): void
+}
+
 /** A temporary directory of the test's own (a child's working directory, so `./.data` lands there); removed after. */
-export async function temporaryDirectory(t: TestContext): Promise<string> {
+export async function temporaryDirectory(t: Scope): Promise<string> {
   const directory = await mkdtemp(join(tmpdir(), 'tasks-api-test-'))
   t.after(() => rm(directory, { recursive: true, force: true }))
   return directory
@@ -43,11 +50,11 @@ export async function temporaryDirectory(t: TestContext): Promise<string> {
 
 /**
  * Starts `src/main.ts` with a clean environment (PORT=0 on 127.0.0.1, TEST_SECRET, info logs) plus `env`, in `cwd`.
- * Resolves once it logs that it listens; rejects if it exits first or takes over `startTimeoutMs` (default 30 s).
+ * Resolves once it logs that it listens; rejects if it exits first or takes over `startTimeoutMs` (default 120 s).
  * With `waitForListening: false` it resolves at once (port 0 and an empty url: for a start that must fail).
  */
 export async function startServer(
-  t: TestContext,
+  t: Scope,
   options: { env?: Record<string, string>; cwd: string; waitForListening?: boolean; startTimeoutMs?: number },
 ): Promise<ChildServer> {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
@@ -83,8 +90,8 @@ export async function startServer(
   const server: ChildServer = { url: '', port: 0, child, logs, stderr: () => stderr, exited, running: () => running }
   const listening = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`server did not listen within ${options.startTimeoutMs ?? 30_000} ms: ${stderr}`)),
-      options.startTimeoutMs ?? 30_000,
+      () => reject(new Error(`server did not listen within ${options.startTimeoutMs ?? START_TIMEOUT_MS} ms: ${stderr}`)),
+      options.startTimeoutMs ?? START_TIMEOUT_MS,
     )
     void exited.then(({ code, signal }) => {
       clearTimeout(timer)

@@ -66,6 +66,17 @@ export async function buildApp({
     frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  // A response finished while the app closes ends its connection: otherwise a request that was routed before SIGTERM
+  // leaves a kept-alive connection that holds the drain open until HTTP_KEEP_ALIVE_TIMEOUT_MS (Node closes idle
+  // connections once, when closing starts; Fastify sets Connection: close only on requests routed after it).
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
+
   installErrorHandlers(app)
   installValidators(app)
   installBodyParsing(app)

@@ -402,6 +402,7 @@ if (TEST_DATABASE_URL !== undefined) {
       const server = await startServer(t, {
         cwd: await temporaryDirectory(t),
         env: { DATABASE_URL: proxy.urlThrough(url), DATABASE_CONNECT_TIMEOUT_MS: '1000', DATABASE_STATEMENT_TIMEOUT_MS: '2000' },
+        waitForReady: false,
       })
       const token = await tokenFor('early-user')
       const unavailable: string[] = []

@@ -51,11 +51,12 @@ export async function temporaryDirectory(t: Scope): Promise<string> {
 /**
  * Starts `src/main.ts` with a clean environment (PORT=0 on 127.0.0.1, TEST_SECRET, info logs) plus `env`, in `cwd`.
  * Resolves once it logs that it listens; rejects if it exits first or takes over `startTimeoutMs` (default 120 s).
- * With `waitForListening: false` it resolves at once (port 0 and an empty url: for a start that must fail).
+ * Then waits until /ready is 200, unless `waitForReady: false`. With `waitForListening: false` it resolves at once
+ * (port 0 and an empty url: for a start that must fail).
  */
 export async function startServer(
   t: Scope,
-  options: { env?: Record<string, string>; cwd: string; waitForListening?: boolean; startTimeoutMs?: number },
+  options: { env?: Record<string, string>; cwd: string; waitForListening?: boolean; waitForReady?: boolean; startTimeoutMs?: number },
 ): Promise<ChildServer> {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
     cwd: options.cwd,
@@ -117,6 +118,15 @@ export async function startServer(
     return server
   }
   await listening
+  // On a PostgreSQL server the migrations run in the background after the start: /ready says when they are done.
+  if (options.waitForReady !== false) {
+    await waitUntil(
+      'the server is ready',
+      async () => (await fetch(`${server.url}/ready`)).status === 200,
+      options.startTimeoutMs ?? START_TIMEOUT_MS,
+      50,
+    )
+  }
   return server
 }
 

@@ -109,7 +109,7 @@ async function startFaultyService(t: TestContext, options: { poolMax?: number; s
       const answer: Answer = {
         status: response.statusCode,
         body: response.body === '' ? null : response.json(),
-        retryAfter: response.headers['retry-after'] as string | undefined,
+        retryAfter: response.headers['retry-after'],
         requestId: String(response.headers['x-request-id']),
         ms: Date.now() - started,
       }

@@ -19,7 +19,7 @@ import { tokenFor } from './helpers/tokens.ts'
 async function startOnSuiteDatabase(
   t: TestContext,
   env: Record<string, string>,
-): Promise<{ server: ChildServer; directory: string; storedTitles(): Promise<string[]> }> {
+): Promise<{ server: ChildServer; directory: string; storedTitles: () => Promise<string[]> }> {
   const directory = await temporaryDirectory(t)
   const testDatabase = await createTestDatabase()
   t.after(() => testDatabase.drop())

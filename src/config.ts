@@ -34,7 +34,7 @@ export interface Config {
   logLevel: LogLevel
   /** `DATABASE_POOL_MAX` (default 10): connections per process to a PostgreSQL server. */
   poolMax: number
-  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit, enforced by the server. */
+  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit; past it the statement is cancelled on the server. */
   statementTimeoutMs: number
   /** `DATABASE_CONNECT_TIMEOUT_MS` (default 5000): limit on opening a connection. */
   connectTimeoutMs: number

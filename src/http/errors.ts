@@ -173,14 +173,33 @@ export function installErrorHandlers(app: FastifyInstance): void {
       // The JSON parser's syntax errors (malformed JSON, a forbidden __proto__) have no Fastify code.
       const code = error.name === 'SyntaxError' ? 'FST_ERR_CTP_INVALID_JSON_BODY' : error.code
       const detail = DETAIL_OF_FASTIFY_CODE[code] ?? 'Bad request'
-      // The rest of an oversized body is not read: the connection closes after the 413, so a client cannot keep
-      // streaming into it (Node would otherwise read and discard the rest to reuse the connection).
-      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') reply.header('connection', 'close')
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') closeWithLinger(reply)
       return reply.code(code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 400 : status).send({ detail })
     }
     request.log.error({ cause: describeCause(error) }, 'unexpected error: answered 500')
     return reply.code(500).send({ detail: 'Internal server error' })
   })
+}
+
+/** How long the rest of a refused body is read and dropped after the 413, so that the client sees the answer. */
+const LINGER_MS = 2000
+
+/**
+ * Ends the connection after a 413 with a "lingering close": Connection: close, then a FIN right after the response,
+ * and the rest of the body read and dropped (never buffered) for at most LINGER_MS before the socket is destroyed.
+ * Closing at once with the client's unread data still arriving would make the kernel answer with a reset, and a
+ * client busy sending would lose the 413 itself. Without closing, Node would read the rest to reuse the connection.
+ */
+function closeWithLinger(reply: FastifyReply): void {
+  reply.header('connection', 'close')
+  const socket = reply.raw.socket
+  if (socket === null) return
+  // Node's HTTP server ends a Connection: close response's socket with destroySoon(); this one lingers first.
+  socket.destroySoon = () => {
+    socket.end()
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref()
+    socket.once('close', () => clearTimeout(timer))
+  }
 }
 
 /** The innermost error's name, code and message: enough to diagnose, with no SQL parameters or stack. */

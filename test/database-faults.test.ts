@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import { buildApp } from '../src/app.ts'
 import { openDatabase, type Database } from '../src/db/database.ts'
-import { CANCEL_GRACE_MS } from '../src/db/pg-pool.ts'
+import { CANCEL_GRACE_MS, limitStatements, mayRetry, StatementNotSentError, StatementTimeoutError } from '../src/db/pg-pool.ts'
 import { startServer, temporaryDirectory, waitUntil } from './helpers/child-server.ts'
 import { createTestDatabase, databaseNameOf, TEST_DATABASE_URL, withAdmin } from './helpers/databases.ts'
 import { assertEach503LoggedOnce, assertNoTokenNorStack } from './helpers/logs.ts'
@@ -168,7 +168,44 @@ function report(t: TestContext, what: string, ms: number): void {
   t.diagnostic(`${what}: ${ms} ms`)
 }
 
+// The retry rule on its own (no server needed, so in both passes): a statement is sent again only when that is safe.
+describe('which statements are sent again after their connection failed', () => {
+  const terminated = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })
+  const unexpected = new Error('Connection terminated unexpectedly')
+  const cancelled = Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' })
+  test('a read that lost its connection is retried; a write is not; a statement never sent always is', () => {
+    assert.equal(mayRetry({ text: 'select "id" from "tasks" where "user_id" = $1' }, terminated), true)
+    assert.equal(mayRetry('SELECT 1', unexpected), true)
+    assert.equal(mayRetry({ text: 'insert into "tasks" ("title") values ($1) returning *' }, terminated), false)
+    assert.equal(mayRetry({ text: 'update "tasks" set "completed" = not "completed"' }, unexpected), false)
+    assert.equal(mayRetry({ text: 'delete from "tasks" where "id" = $1' }, new StatementNotSentError()), true)
+  })
+  test('a statement that timed out, or failed for any other reason, is not retried', () => {
+    assert.equal(mayRetry('select pg_sleep(30)', cancelled), false)
+    assert.equal(mayRetry('select pg_sleep(30)', new StatementTimeoutError(1000)), false)
+    assert.equal(mayRetry('select 1', Object.assign(new Error('syntax error'), { code: '42601' })), false)
+  })
+})
+
 if (TEST_DATABASE_URL !== undefined) {
+  describe('a statement asked of a connection that is already closed', () => {
+    test('is refused without being sent (StatementNotSentError), so it can safely run elsewhere', async (t) => {
+      const testDatabase = await createTestDatabase()
+      t.after(() => testDatabase.drop())
+      const client = new pg.Client({ connectionString: testDatabase.url ?? assert.fail('a server database has a URL') })
+      client.on('error', () => undefined)
+      limitStatements(client, { statementTimeoutMs: STATEMENT_TIMEOUT_MS, connectTimeoutMs: CONNECT_TIMEOUT_MS })
+      await client.connect()
+      ;(client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
+      await assert.rejects(client.query(`insert into tasks (user_id, title) values ('u', 'never sent')`), StatementNotSentError)
+      const check = new pg.Client({ connectionString: testDatabase.url ?? '' })
+      await check.connect()
+      const { rows } = await check.query('select count(*)::int as n from tasks')
+      await check.end()
+      assert.deepEqual(rows, [{ n: 0 }])
+    })
+  })
+
   describe('the network to the database is cut, then restored', () => {
     test('every /api request is 503 with Retry-After at once, /ready 503, /health 200; after restore, 200 without a restart', async (t) => {
       const service = await startFaultyService(t)

@@ -164,7 +164,7 @@ test('a slow key-set endpoint is bounded by the fetch timeout: 503 before the fi
   assert.ok(refetchWait < FETCH_TIMEOUT_MS + 3000, `bounded by the fetch timeout (${refetchWait} ms)`)
   started = Date.now()
   assert.equal(await rig.status(oldToken), 200, 'the known key still works, without waiting')
-  assert.ok(Date.now() - started < 1000)
+  assert.ok(Date.now() - started < 5000, 'not held by the slow endpoint (10 s)')
 
   await rig.proxy.stop()
   rig.advance(31_000)

@@ -7,7 +7,7 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
+import { answerClientError, answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import {
   BODY_LIMIT_BYTES,
@@ -29,10 +29,25 @@ export interface AppDependencies {
   tokenVerifier?: TokenVerifier
   /** The clock of Idempotency-Key retention (tests move it past 24 hours); default the system clock. */
   now?: () => Date
+  /**
+   * False while the database schema is not migrated yet (the server was unreachable at start and migrations are
+   * retried in the background): `/ready` and every authenticated `/api` request answer 503 until it is true.
+   */
+  databaseReady?: () => boolean
 }
 
+/** How often Node checks the header and request time limits: they are enforced within this much of their value. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000
+
 /** Builds the Fastify instance with every route registered and ready; the caller listens or injects, and closes it. */
-export async function buildApp({ config, database, logStream, tokenVerifier, now }: AppDependencies): Promise<FastifyInstance> {
+export async function buildApp({
+  config,
+  database,
+  logStream,
+  tokenVerifier,
+  now,
+  databaseReady = () => true,
+}: AppDependencies): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: config.logLevel,
@@ -44,24 +59,36 @@ export async function buildApp({ config, database, logStream, tokenVerifier, now
     genReqId: requestIdOf,
     requestIdHeader: false,
     bodyLimit: BODY_LIMIT_BYTES,
-    // A client gets this long to send a whole request; idle keep-alive connections close after 72 s.
-    requestTimeout: 30_000,
-    // Requests that arrive while closing get our own 503 (below), in the {"detail": …} shape.
+    // Slow clients: the header section, the whole request and an idle kept-alive connection each have a limit
+    // (HTTP_*_TIMEOUT_MS), so a client trickling bytes cannot hold a connection; past one, 408 and the connection closes.
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_INTERVAL_MS, config.headersTimeoutMs),
+    },
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
+    // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
     return503OnClosing: false,
+    // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
+    clientErrorHandler: answerClientError,
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: answerFrameworkError,
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  installErrorHandlers(app)
+  // A response finished while the app closes ends its connection: otherwise a request that was routed before SIGTERM
+  // leaves a kept-alive connection that holds the drain open until HTTP_KEEP_ALIVE_TIMEOUT_MS (Node closes idle
+  // connections once, when closing starts; Fastify sets Connection: close only on requests routed after it).
   let closing = false
   app.addHook('preClose', async () => {
     closing = true
   })
-  app.addHook('onRequest', async (_request, reply) => {
-    if (!closing) return
-    reply.header('connection', 'close')
-    throw serviceUnavailable()
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
   })
+
+  installErrorHandlers(app)
   installValidators(app)
   installBodyParsing(app)
   await installSecurity(app, config)
@@ -78,10 +105,25 @@ export async function buildApp({ config, database, logStream, tokenVerifier, now
     inFlightWaitMs: config.statementTimeoutMs / 2,
   })
 
-  await app.register(healthRoutes, { ping: () => database.ping() })
+  const migrationsPending = {
+    name: 'MigrationsPending',
+    message: 'the database schema is not migrated yet: the database has been unreachable since start',
+  }
+  await app.register(healthRoutes, {
+    ping: async () => {
+      if (!databaseReady()) throw new Error(migrationsPending.message)
+      await database.ping()
+    },
+  })
   await app.register(
     async (api) => {
       authenticate(api, verifier)
+      // After authentication, so a request without a valid token is a 401 whatever the database's state.
+      api.addHook('onRequest', async (request) => {
+        if (databaseReady()) return
+        request.log.warn({ cause: migrationsPending }, 'database unavailable: answered 503')
+        throw serviceUnavailable()
+      })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore })
     },
     { prefix: '/api' },

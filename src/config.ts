@@ -34,12 +34,18 @@ export interface Config {
   logLevel: LogLevel
   /** `DATABASE_POOL_MAX` (default 10): connections per process to a PostgreSQL server. */
   poolMax: number
-  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit, enforced by the server. */
+  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit; past it the statement is cancelled on the server. */
   statementTimeoutMs: number
   /** `DATABASE_CONNECT_TIMEOUT_MS` (default 5000): limit on opening a connection. */
   connectTimeoutMs: number
   /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number
+  /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
+  headersTimeoutMs: number
+  /** `HTTP_REQUEST_TIMEOUT_MS` (default 30000): a client must deliver a whole request, body included, within this. */
+  requestTimeoutMs: number
+  /** `HTTP_KEEP_ALIVE_TIMEOUT_MS` (default 72000): an idle kept-alive connection is closed after this. */
+  keepAliveTimeoutMs: number
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -146,6 +152,15 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     statementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', 5000, 1, 600_000),
     connectTimeoutMs: integer('DATABASE_CONNECT_TIMEOUT_MS', 5000, 1, 600_000),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    headersTimeoutMs: integer('HTTP_HEADERS_TIMEOUT_MS', 10_000, 1, 600_000),
+    requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),
+    // Above the 60 s idle timeout of common load balancers, so they never send on a connection being closed.
+    keepAliveTimeoutMs: integer('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 600_000),
+  }
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    problems.push(
+      `HTTP_HEADERS_TIMEOUT_MS (${config.headersTimeoutMs}) must not exceed HTTP_REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`,
+    )
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)

@@ -1,24 +1,45 @@
 // Process entry: loadConfig → openDatabase → applyMigrations → buildApp → listen; SIGTERM drains and exits.
+// A PostgreSQL server that cannot be reached at start does not stop the start: the process listens (/health 200,
+// /ready and /api 503) and applies the migrations in the background as soon as the server answers.
 import { existsSync } from 'node:fs'
 import { buildApp } from './app.ts'
 import { loadConfigOrExit } from './config.ts'
-import { openDatabase } from './db/database.ts'
-import { applyMigrations } from './db/migrate.ts'
+import { DataDirLockedError } from './db/data-dir-lock.ts'
+import { isDatabaseUnavailable, openDatabase, type Database } from './db/database.ts'
+import { applyMigrations, applyMigrationsWhenReachable } from './db/migrate.ts'
 
 if (existsSync('.env')) process.loadEnvFile('.env')
+
+/** Ends the process with a one-paragraph message on stderr (no stack trace): for mistakes of configuration or setup. */
+function exitWith(message: string): never {
+  process.stderr.write(`${message}\n`)
+  process.exit(1)
+}
 
 const config = loadConfigOrExit(process.env)
 // Idle pool errors (a server restart, Neon suspending) are logged, never thrown; the app's logger once it exists.
 let logIdleError = (error: Error): void => void process.stderr.write(`idle database connection failed: ${error.message}\n`)
 
-const database = await openDatabase(config.database, {
-  poolMax: config.poolMax,
-  statementTimeoutMs: config.statementTimeoutMs,
-  connectTimeoutMs: config.connectTimeoutMs,
-  onIdleError: (error) => logIdleError(error),
-})
-await applyMigrations(database)
-const app = await buildApp({ config, database })
+async function openDatabaseOrExit(): Promise<Database> {
+  try {
+    return await openDatabase(config.database, {
+      poolMax: config.poolMax,
+      statementTimeoutMs: config.statementTimeoutMs,
+      connectTimeoutMs: config.connectTimeoutMs,
+      onIdleError: (error) => logIdleError(error),
+    })
+  } catch (error) {
+    if (error instanceof DataDirLockedError) exitWith(error.message)
+    throw error
+  }
+}
+const database = await openDatabaseOrExit()
+
+// The embedded database is in this process: a failing migration there is a bug, so it stops the start.
+let migrated = database.kind === 'pglite'
+if (database.kind === 'pglite') await applyMigrations(database)
+
+const app = await buildApp({ config, database, databaseReady: () => migrated })
 logIdleError = (error) => app.log.warn({ cause: error.message }, 'idle database connection failed')
 
 if (config.usingDevelopmentSecret) {
@@ -30,6 +51,29 @@ if (config.database.kind !== 'postgres') {
   app.log.info({ database: config.database.kind === 'pglite' ? config.database.dataDir : 'memory' }, 'using embedded PostgreSQL (PGlite)')
 }
 
+const stopMigrating = new AbortController()
+if (!migrated) {
+  applyMigrationsWhenReachable(database, isDatabaseUnavailable, {
+    signal: stopMigrating.signal,
+    onRetry: (error, retryInMs) =>
+      app.log.warn(
+        { cause: error instanceof Error ? error.message : String(error), retryInMs },
+        'database unreachable: migrations not applied yet, /ready and /api answer 503 until they are',
+      ),
+  }).then(
+    () => {
+      migrated = true
+      app.log.info('database migrations applied')
+    },
+    (error: unknown) => {
+      if (stopMigrating.signal.aborted) return
+      // Not unreachability: refused credentials, a missing database, a failing migration. Restarting will not help.
+      app.log.fatal({ cause: error instanceof Error ? error.message : String(error) }, 'database migrations failed')
+      process.exit(1)
+    },
+  )
+}
+
 let shuttingDown = false
 async function shutDown(signal: string): Promise<void> {
   if (shuttingDown) return
@@ -39,6 +83,7 @@ async function shutDown(signal: string): Promise<void> {
     app.log.error({ timeoutMs: config.shutdownTimeoutMs }, 'in-flight requests did not finish in time')
     process.exit(1)
   }, config.shutdownTimeoutMs)
+  stopMigrating.abort()
   await app.close()
   await database.close()
   clearTimeout(timer)

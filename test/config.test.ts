@@ -45,6 +45,9 @@ void test('with no variables set, every setting has the default of API.md', () =
     statementTimeoutMs: 5000,
     connectTimeoutMs: 5000,
     shutdownTimeoutMs: 10_000,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
   }
   assert.deepEqual(config, expected)
   assert.ok(Object.isFrozen(config))
@@ -92,6 +95,9 @@ void test('every variable is read', () => {
     DATABASE_STATEMENT_TIMEOUT_MS: '1500',
     DATABASE_CONNECT_TIMEOUT_MS: '2500',
     SHUTDOWN_TIMEOUT_MS: '0',
+    HTTP_HEADERS_TIMEOUT_MS: '2000',
+    HTTP_REQUEST_TIMEOUT_MS: '4000',
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: '6000',
   })
   assert.deepEqual(
     { ...config, jwksUrl: config.jwksUrl?.href },
@@ -112,6 +118,9 @@ void test('every variable is read', () => {
       statementTimeoutMs: 1500,
       connectTimeoutMs: 2500,
       shutdownTimeoutMs: 0,
+      headersTimeoutMs: 2000,
+      requestTimeoutMs: 4000,
+      keepAliveTimeoutMs: 6000,
     },
   )
 })
@@ -172,11 +181,16 @@ void test('numbers must be plain integers within their bounds', () => {
     ['DATABASE_STATEMENT_TIMEOUT_MS', '0'],
     ['DATABASE_CONNECT_TIMEOUT_MS', 'soon'],
     ['SHUTDOWN_TIMEOUT_MS', 'Infinity'],
+    ['HTTP_HEADERS_TIMEOUT_MS', '0'],
+    ['HTTP_REQUEST_TIMEOUT_MS', '1.5'],
+    ['HTTP_KEEP_ALIVE_TIMEOUT_MS', 'forever'],
   ]
   for (const [name, value] of bad) {
     assert.equal(problemsAbout(configErrorOf({ [name]: value }), name).length, 1, `${name}=${value}`)
   }
   assert.equal(loadConfig({ PORT: '0' }).port, 0, 'port 0: any free port')
+  const headersPastRequest = configErrorOf({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '4000' })
+  assert.equal(problemsAbout(headersPastRequest, 'HTTP_HEADERS_TIMEOUT_MS').length, 1, 'the headers limit cannot exceed the request limit')
   assert.equal(loadConfig({ PORT: ' 8080 ' }).port, 8080)
 })
 

@@ -370,7 +370,7 @@ void test('a client that aborts its upload is logged as such, never as a databas
   assert.ok(!logs.some((line) => /database unavailable|"level":50/.test(line)), logs.join('\n'))
 })
 
-void test('a request pipelined behind an in-flight one while the server closes gets 503 {"detail"} with Retry-After', async (t) => {
+void test('while the server drains, the in-flight request is answered with Connection: close, and nothing answers in a foreign shape', async (t) => {
   const { app } = await buildTestApp(t)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
@@ -393,9 +393,10 @@ void test('a request pipelined behind an in-flight one while the server closes g
   const raw = Buffer.concat(chunks).toString('utf8')
   const answers = raw.split(/(?=HTTP\/1\.1 )/)
   assert.match(answers[0] ?? '', /^HTTP\/1\.1 201 /, raw)
-  assert.match(answers[1] ?? '', /^HTTP\/1\.1 503 /, raw)
-  assert.match(answers[1] ?? '', /\r\nretry-after: \d+\r\n/i, raw)
-  assert.ok((answers[1] ?? '').endsWith('{"detail":"Service unavailable"}'), raw)
+  assert.match(answers[0] ?? '', /\r\nconnection: close\r\n/i, raw)
+  // The pipelined request is never read (the connection closes after the in-flight answer, so a client may
+  // retry it elsewhere), and never answered with Fastify's own 503 envelope.
+  assert.equal(answers.length, 1, raw)
 })
 
 // ------------------------------------------------------------------------------------ unknown routes

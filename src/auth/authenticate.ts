@@ -47,7 +47,10 @@ export function authenticate(app: FastifyInstance, verifier: TokenVerifier): voi
     } catch (error) {
       if (!(error instanceof AuthError)) throw error
       if (error.reason === 'unavailable') {
-        request.log.warn('JWKS unreachable and no key set fetched yet: answered 503')
+        request.log.warn(
+          { cause: 'the JWKS endpoint cannot be reached and no key set has been fetched yet' },
+          'key set unavailable: answered 503',
+        )
         throw serviceUnavailable()
       }
       throw error.reason === 'expired' ? TOKEN_EXPIRED : INVALID_TOKEN

@@ -40,7 +40,7 @@ export type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 
  */
 export function createTokenVerifier(
   config: TokenVerifierConfig,
-  options: { now?: () => number; onJwksFetchError?: (error: unknown) => void } = {},
+  options: { now?: () => number; onJwksFetchError?: (error: unknown) => void; jwksFetchTimeoutMs?: number } = {},
 ): TokenVerifier {
   const now = options.now ?? Date.now
   const hmacKey = crypto.subtle.importKey(
@@ -53,7 +53,12 @@ export function createTokenVerifier(
   const jwksKeys =
     config.jwksUrl === null
       ? null
-      : createJwksKeys({ url: config.jwksUrl, now, ...(options.onJwksFetchError ? { onFetchError: options.onJwksFetchError } : {}) })
+      : createJwksKeys({
+          url: config.jwksUrl,
+          now,
+          ...(options.onJwksFetchError ? { onFetchError: options.onJwksFetchError } : {}),
+          ...(options.jwksFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.jwksFetchTimeoutMs }),
+        })
   const common = { clockTolerance: config.clockToleranceS, requiredClaims: ['exp'] }
 
   async function verifyClaims(token: string): Promise<JWTPayload> {

@@ -4,8 +4,10 @@ import { PGlite } from '@electric-sql/pglite'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres'
 import { drizzle as drizzlePglite, type PgliteDatabase } from 'drizzle-orm/pglite'
-import pg from 'pg'
+import type pg from 'pg'
 import type { DatabaseTarget } from '../config.ts'
+import { lockDataDir } from './data-dir-lock.ts'
+import { createPool } from './pg-pool.ts'
 import * as schema from './schema.ts'
 
 /** The Drizzle API common to both drivers: what stores are written against. */
@@ -20,7 +22,7 @@ interface DatabaseBase {
 
 /** An open database. `kind` tells which driver is underneath; `db` is the typed Drizzle handle. */
 export type Database =
-  | (DatabaseBase & { kind: 'postgres'; db: NodePgDatabase<typeof schema>; pool: pg.Pool })
+  | (DatabaseBase & { kind: 'postgres'; db: NodePgDatabase<typeof schema>; pool: pg.Pool; url: string; limits: PoolOptions })
   | (DatabaseBase & { kind: 'pglite'; db: PgliteDatabase<typeof schema>; client: PGlite })
 
 /** Limits for a PostgreSQL server connection pool (API.md configuration; all times in ms). */
@@ -33,33 +35,41 @@ export interface PoolOptions {
 }
 
 /**
- * Opens the database named by the configuration. PGlite on a directory creates it when missing.
- * @throws when PGlite cannot open its directory; a PostgreSQL pool connects lazily and never throws here.
+ * Opens the database named by the configuration. PGlite on a directory creates it when missing and locks it
+ * (src/db/data-dir-lock.ts) for as long as it is open.
+ * @throws DataDirLockedError when another running process has the directory open; whatever PGlite throws when it
+ *   cannot open it. A PostgreSQL pool connects lazily and never throws here.
  */
 export async function openDatabase(target: DatabaseTarget, options: PoolOptions): Promise<Database> {
   if (target.kind === 'postgres') return openPostgres(target.url, options)
   if (target.kind === 'pglite-memory') return wrapPglite(await PGlite.create())
   await mkdir(target.dataDir, { recursive: true })
-  return wrapPglite(await PGlite.create(target.dataDir))
+  const lock = lockDataDir(target.dataDir)
+  try {
+    return wrapPglite(await PGlite.create(target.dataDir), () => lock.release())
+  } catch (error) {
+    lock.release()
+    throw error
+  }
 }
 
 function openPostgres(url: string, options: PoolOptions): Database {
-  const pool = new pg.Pool({
+  // Time limits are enforced by the client and a server-side cancel (src/db/pg-pool.ts), never by a
+  // statement_timeout startup parameter, which a transaction-mode pooler (Neon's pooled endpoint) may refuse.
+  const pool = createPool({
     connectionString: url,
     max: options.poolMax,
-    connectionTimeoutMillis: options.connectTimeoutMs,
-    // Sent at connection start, so the server itself cancels a statement past the limit.
-    statement_timeout: options.statementTimeoutMs,
-    // Client-side backstop for a server that stops answering altogether (a cut network).
-    query_timeout: options.statementTimeoutMs + 1000,
-    idleTimeoutMillis: 30_000,
+    statementTimeoutMs: options.statementTimeoutMs,
+    connectTimeoutMs: options.connectTimeoutMs,
+    ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError }),
   })
-  pool.on('error', (error) => options.onIdleError?.(error))
   let closed = false
   return {
     kind: 'postgres',
     db: drizzlePg({ client: pool, schema }),
     pool,
+    url,
+    limits: options,
     async ping() {
       await pool.query('select 1')
     },
@@ -71,8 +81,8 @@ function openPostgres(url: string, options: PoolOptions): Database {
   }
 }
 
-/** Wraps an open PGlite instance (tests pass a clone of a migrated template). */
-export function wrapPglite(client: PGlite): Database {
+/** Wraps an open PGlite instance (tests pass a clone of a migrated template); `onClose` runs once it is closed. */
+export function wrapPglite(client: PGlite, onClose: () => void = () => undefined): Database {
   return {
     kind: 'pglite',
     db: drizzlePglite({ client, schema }),
@@ -81,7 +91,9 @@ export function wrapPglite(client: PGlite): Database {
       await client.query('select 1')
     },
     async close() {
-      if (!client.closed) await client.close()
+      if (client.closed) return
+      await client.close()
+      onClose()
     },
   }
 }
@@ -103,6 +115,7 @@ const UNAVAILABLE_MESSAGES = [
   'Client has encountered a connection error',
   'Cannot use a pool after calling end',
   'PGlite is closed',
+  'not queryable',
 ]
 
 /**

@@ -1,4 +1,6 @@
 // The one place errors become responses: every error body is {"detail": …} (API.md "Errors").
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { isDatabaseUnavailable } from '../db/database.ts'
@@ -130,6 +132,31 @@ export function answerFrameworkError(error: FastifyError, request: FastifyReques
   void reply.code(500).send({ detail: 'Internal server error' })
 }
 
+/** What the HTTP parser's errors become, before any request exists: status and detail. */
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request timeout'],
+  HPE_HEADER_OVERFLOW: [431, 'Request header fields too large'],
+}
+
+/**
+ * Fastify's `clientErrorHandler`, for what Node's HTTP parser refuses before there is a request to route: a header
+ * section over its limit (431), a request not received within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS
+ * (408), anything unparsable (400). Answers `{"detail": …}` and closes the connection.
+ */
+export function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request']
+  this.log.debug({ code: error.code, status }, 'client error before routing')
+  if (socket.writable) {
+    const body = JSON.stringify({ detail })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
+}
+
 /**
  * Installs the error and not-found handlers on the root instance, so every route and plugin shares them:
  * validation → 422 with `[{loc, msg, type}]`; HttpError → its status; an unreachable database → 503 with
@@ -161,11 +188,33 @@ export function installErrorHandlers(app: FastifyInstance): void {
       // The JSON parser's syntax errors (malformed JSON, a forbidden __proto__) have no Fastify code.
       const code = error.name === 'SyntaxError' ? 'FST_ERR_CTP_INVALID_JSON_BODY' : error.code
       const detail = DETAIL_OF_FASTIFY_CODE[code] ?? 'Bad request'
+      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') closeWithLinger(reply)
       return reply.code(code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 400 : status).send({ detail })
     }
     request.log.error({ cause: describeCause(error) }, 'unexpected error: answered 500')
     return reply.code(500).send({ detail: 'Internal server error' })
   })
+}
+
+/** How long the rest of a refused body is read and dropped after the 413, so that the client sees the answer. */
+const LINGER_MS = 2000
+
+/**
+ * Ends the connection after a 413 with a "lingering close": Connection: close, then a FIN right after the response,
+ * and the rest of the body read and dropped (never buffered) for at most LINGER_MS before the socket is destroyed.
+ * Closing at once with the client's unread data still arriving would make the kernel answer with a reset, and a
+ * client busy sending would lose the 413 itself. Without closing, Node would read the rest to reuse the connection.
+ */
+function closeWithLinger(reply: FastifyReply): void {
+  reply.header('connection', 'close')
+  const socket = reply.raw.socket
+  if (socket === null) return
+  // Node's HTTP server ends a Connection: close response's socket with destroySoon(); this one lingers first.
+  socket.destroySoon = () => {
+    socket.end()
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref()
+    socket.once('close', () => clearTimeout(timer))
+  }
 }
 
 /** The innermost error's name, code and message: enough to diagnose, with no SQL parameters or stack. */

@@ -58,18 +58,41 @@ export interface BetterAuthServer {
   auth: ReturnType<typeof createAuth>
   /** Signs a user up over HTTP (`POST /api/auth/sign-up/email`) and collects their tokens. */
   signUp(user: { email: string; name: string; password?: string }): Promise<BetterAuthUser>
+  /** A new jwt() token for a signed-up user (`GET /api/auth/token` with their session), signed by the current key. */
+  issueToken(user: BetterAuthUser): Promise<string>
+  /** Better Auth's stored signing keys now (the memory adapter's `jwks` rows): a test can end a key's life here. */
+  storedKeys(): StoredKey[]
+}
+
+/** A row of Better Auth's `jwks` table: its id is the `kid`. */
+export interface StoredKey {
+  id: string
+  createdAt: Date
+  expiresAt?: Date
 }
 
 export interface BetterAuthOptions {
   /** `jwt({ jwks: { keyPairConfig: { alg } } })`; unset keeps Better Auth's default (EdDSA). */
   alg?: JWSAlgorithms
+  /**
+   * Key rotation (`jwks.rotationInterval` and `jwks.gracePeriod`, in seconds): a key signs for `rotationInterval`,
+   * then a new one is made on the next token, and the old one stays in the key set for `gracePeriod` more.
+   */
+  rotation?: { rotationInterval: number; gracePeriod: number }
 }
 
-function createAuth(baseURL: string, options: BetterAuthOptions, verificationTokens: Map<string, string>) {
+/** The memory adapter's tables; the adapter may replace a table's array, so read them through this object. */
+type MemoryTables = Record<'user' | 'session' | 'account' | 'verification' | 'jwks', unknown[]>
+
+function createAuth(baseURL: string, options: BetterAuthOptions, verificationTokens: Map<string, string>, tables: MemoryTables) {
+  const jwks = {
+    ...(options.alg === undefined ? {} : { keyPairConfig: { alg: options.alg } }),
+    ...(options.rotation ?? {}),
+  }
   return betterAuth({
     baseURL,
     secret: TEST_SECRET,
-    database: memoryAdapter({ user: [], session: [], account: [], verification: [], jwks: [] }),
+    database: memoryAdapter(tables),
     emailAndPassword: { enabled: true },
     // "Sends" the verification link by keeping its token, so tests can try it as a bearer token.
     emailVerification: {
@@ -79,7 +102,7 @@ function createAuth(baseURL: string, options: BetterAuthOptions, verificationTok
       },
     },
     session: { cookieCache: { enabled: true, strategy: 'jwt' } },
-    plugins: [jwt(options.alg === undefined ? {} : { jwks: { keyPairConfig: { alg: options.alg } } }), bearer()],
+    plugins: [jwt(Object.keys(jwks).length === 0 ? {} : { jwks }), bearer()],
     telemetry: { enabled: false },
   })
 }
@@ -95,7 +118,8 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
   })
   const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const verificationTokens = new Map<string, string>()
-  const auth = createAuth(baseURL, options, verificationTokens)
+  const tables: MemoryTables = { user: [], session: [], account: [], verification: [], jwks: [] }
+  const auth = createAuth(baseURL, options, verificationTokens, tables)
   const handler = toNodeHandler(auth)
   server.on('request', (request: IncomingMessage, response: ServerResponse) => void handler(request, response))
 
@@ -121,12 +145,7 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
     if (sessionData === undefined || sessionTokenCookie === undefined || setAuthToken === null) {
       throw new Error(`Better Auth sign-up did not set the expected cookies: ${[...cookies.keys()].join(', ')}`)
     }
-    // The frontend's way to the jwt() plugin's token: the session cookie on GET /api/auth/token.
-    const tokenResponse = await fetch(`${baseURL}/api/auth/token`, {
-      headers: { cookie: `${SESSION_TOKEN_COOKIE}=${sessionTokenCookie}` },
-    })
-    if (!tokenResponse.ok) throw new Error(`Better Auth /api/auth/token answered ${tokenResponse.status}: ${await tokenResponse.text()}`)
-    const { token } = (await tokenResponse.json()) as { token: string }
+    const token = await tokenWithSession(sessionTokenCookie)
     const emailVerificationToken = verificationTokens.get(user.email.toLowerCase())
     if (emailVerificationToken === undefined) throw new Error('Better Auth sent no verification email at sign-up')
     return {
@@ -141,5 +160,68 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
     }
   }
 
-  return { baseURL, jwksUrl: new URL('/api/auth/jwks', baseURL), auth, signUp }
+  /** The frontend's way to the jwt() plugin's token: the session cookie on GET /api/auth/token. */
+  async function tokenWithSession(sessionTokenCookie: string): Promise<string> {
+    const tokenResponse = await fetch(`${baseURL}/api/auth/token`, {
+      headers: { cookie: `${SESSION_TOKEN_COOKIE}=${sessionTokenCookie}` },
+    })
+    if (!tokenResponse.ok) throw new Error(`Better Auth /api/auth/token answered ${tokenResponse.status}: ${await tokenResponse.text()}`)
+    return ((await tokenResponse.json()) as { token: string }).token
+  }
+
+  return {
+    baseURL,
+    jwksUrl: new URL('/api/auth/jwks', baseURL),
+    auth,
+    signUp,
+    issueToken: (user) => tokenWithSession(user.sessionTokenCookie),
+    storedKeys: () => tables.jwks as StoredKey[],
+  }
+}
+
+/** A loopback HTTP proxy in front of a key-set URL that a test can count, slow down and stop. */
+export interface KeySetProxy {
+  /** The proxy's URL: the service's JWT_JWKS_URL. */
+  url: URL
+  /** Requests received so far. */
+  requests(): number
+  /** When above 0, every answer is held this many ms first. */
+  delayMs: number
+  /** Closes the listening socket: the URL then refuses connections. */
+  stop(): Promise<void>
+}
+
+/** Starts a proxy on 127.0.0.1 in front of `upstream` (Better Auth's /api/auth/jwks); closed after the test. */
+export async function startKeySetProxy(t: TestContext, upstream: URL): Promise<KeySetProxy> {
+  let count = 0
+  const timers = new Set<NodeJS.Timeout>()
+  const server = createServer((request, response) => {
+    count++
+    const answer = async (): Promise<void> => {
+      const upstreamResponse = await fetch(upstream, { headers: { accept: 'application/json' } })
+      const body = await upstreamResponse.text()
+      if (!response.destroyed) response.writeHead(upstreamResponse.status, { 'content-type': 'application/json' }).end(body)
+    }
+    const run = (): void => void answer().catch(() => response.destroy())
+    if (state.delayMs <= 0) return run()
+    const timer = setTimeout(() => {
+      timers.delete(timer)
+      run()
+    }, state.delayMs)
+    timers.add(timer)
+  })
+  const state: KeySetProxy = {
+    url: new URL('http://127.0.0.1/'),
+    requests: () => count,
+    delayMs: 0,
+    stop: () => new Promise((resolve) => server.close(() => resolve())),
+  }
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  state.url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/auth/jwks`)
+  t.after(async () => {
+    for (const timer of timers) clearTimeout(timer)
+    server.closeAllConnections()
+    if (server.listening) await state.stop()
+  })
+  return state
 }

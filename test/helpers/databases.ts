@@ -41,8 +41,13 @@ export interface TestDatabase {
   drop(): Promise<void>
 }
 
-/** Creates a migrated, empty database. On the server each gets a random name, dropped by `drop()`. */
-export async function createTestDatabase(options: { poolMax?: number; statementTimeoutMs?: number } = {}): Promise<TestDatabase> {
+/**
+ * Creates a migrated, empty database (`migrate: false`: a server database with no tables yet, as on a first start).
+ * On the server each gets a random name, dropped by `drop()`.
+ */
+export async function createTestDatabase(
+  options: { poolMax?: number; statementTimeoutMs?: number; connectTimeoutMs?: number; migrate?: boolean } = {},
+): Promise<TestDatabase> {
   if (TEST_DATABASE_URL === undefined) {
     const database = wrapPglite((await (await migratedPgliteTemplate()).clone()) as PGlite)
     return { database, url: null, drop: () => database.close() }
@@ -56,9 +61,13 @@ export async function createTestDatabase(options: { poolMax?: number; statementT
   url.pathname = `/${name}`
   const database = await openDatabase(
     { kind: 'postgres', url: url.toString() },
-    { poolMax: options.poolMax ?? 20, statementTimeoutMs: options.statementTimeoutMs ?? 5000, connectTimeoutMs: 5000 },
+    {
+      poolMax: options.poolMax ?? 20,
+      statementTimeoutMs: options.statementTimeoutMs ?? 5000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 5000,
+    },
   )
-  await applyMigrations(database)
+  if (options.migrate !== false) await applyMigrations(database)
   return {
     database,
     url: url.toString(),
@@ -70,4 +79,21 @@ export async function createTestDatabase(options: { poolMax?: number; statementT
       await dropper.end()
     },
   }
+}
+
+/** Runs `work` on a fresh superuser connection to the server (TEST_DATABASE_URL), closed after. */
+export async function withAdmin<T>(work: (admin: pg.Client) => Promise<T>): Promise<T> {
+  if (TEST_DATABASE_URL === undefined) throw new Error('withAdmin needs TEST_DATABASE_URL')
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
+  await admin.connect()
+  try {
+    return await work(admin)
+  } finally {
+    await admin.end()
+  }
+}
+
+/** The database name in a server URL. */
+export function databaseNameOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1))
 }

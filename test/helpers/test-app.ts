@@ -28,6 +28,9 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     statementTimeoutMs: 5000,
     connectTimeoutMs: 5000,
     shutdownTimeoutMs: 10_000,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
     ...overrides,
   }
 }
@@ -39,12 +42,8 @@ export interface TestApp {
   logs: string[]
 }
 
-/** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
-export async function buildTestApp(
-  t: TestContext,
-  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
-): Promise<TestApp> {
-  const testDatabase = await createTestDatabase()
+/** A log stream for `buildApp` and the lines written to it, as JSON text. */
+export function captureLogs(): { logStream: Writable; logs: string[] } {
   const logs: string[] = []
   const logStream = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -57,6 +56,16 @@ export async function buildTestApp(
       callback()
     },
   })
+  return { logStream, logs }
+}
+
+/** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
+export async function buildTestApp(
+  t: TestContext,
+  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
+): Promise<TestApp> {
+  const testDatabase = await createTestDatabase()
+  const { logStream, logs } = captureLogs()
   const app = await buildApp({
     config: testConfig(options.config),
     database: testDatabase.database,

@@ -1,6 +1,7 @@
 // Where a service's CPU time goes, from the .cpuprofile files `npm run bench -- --profile <dir>` writes:
 // self time by package (or src/ file) and by function, and total (inclusive) time of the heaviest functions.
-// Usage: tsx bench/profile-summary.ts <file.cpuprofile | dir> [top]
+// Usage: tsx bench/profile-summary.ts <file.cpuprofile | dir> [top]. A directory's main-thread profiles are read
+// (tsx's module loader runs in a worker thread with a profile of its own, which says nothing about requests).
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -24,11 +25,15 @@ if (target === undefined) {
   process.exit(2)
 }
 const top = Number(topArg ?? 25)
-const files = statSync(target).isDirectory()
-  ? readdirSync(target)
-      .filter((name) => name.endsWith('.cpuprofile'))
-      .map((name) => join(target, name))
-  : [target]
+/** Every main-thread profile under a directory (node names them CPU.<date>.<time>.<pid>.<thread>.<seq>; thread 0 is main). */
+function mainThreadProfiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter(
+      (name) => /\.\d+\.0\.\d+\.cpuprofile$/.test(name) || (name.endsWith('.cpuprofile') && !/^CPU\./.test(name.split('/').at(-1) ?? '')),
+    )
+    .map((name) => join(dir, name))
+}
+const files = statSync(target).isDirectory() ? mainThreadProfiles(target) : [target]
 
 /** Which package (or src/ file, or V8 pseudo-frame) a frame belongs to. */
 function ownerOf(url: string, functionName: string): string {

@@ -33,7 +33,7 @@ export interface BenchOptions {
   poolMax: number
   /** LOG_LEVEL of the service (access logs are on at info). */
   logLevel: string
-  /** Write a CPU profile (node --cpu-prof) of every service process into this directory. */
+  /** Write a CPU profile (node --cpu-prof) of every measured server process into this directory. */
   profileDir: string | null
   /** Where the JSON lines go. */
   outDir: string
@@ -74,7 +74,7 @@ data and servers
   --pool <n>              DATABASE_POOL_MAX of the service and pool size of the baseline (default 10)
   --log-level <level>     the service's LOG_LEVEL (default info: access logs on)
   --admin-url <url>       PostgreSQL admin URL (default postgres://postgres@127.0.0.1:5432/postgres)
-  --profile <dir>         node --cpu-prof of every service process into <dir> (see bench/profile-summary.ts)
+  --profile <dir>         node --cpu-prof of every measured server into <dir>/<server>-<n>/ (see bench/profile-summary.ts)
 
 output
   --out <dir>             where the JSON lines go (default bench/results)

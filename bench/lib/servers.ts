@@ -71,12 +71,18 @@ export async function startServer(
   const logFile = join(settings.workDir, `${name}.log`)
   const capture = options.captureSqlFile === undefined ? [] : ['--import', CAPTURE_SQL]
   const captureEnv: Record<string, string> = options.captureSqlFile === undefined ? {} : { BENCH_CAPTURE_SQL: options.captureSqlFile }
+  // One directory per measured process (not the parity check's): node writes a profile per thread, and tsx's
+  // loader runs in a worker thread of its own.
+  const profile =
+    settings.profileDir === null || options.captureSqlFile !== undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${join(settings.profileDir, name)}`]
   let args: string[]
   let cwd: string
   let env: Record<string, string>
   if (target === 'baseline') {
     cwd = settings.workDir
-    args = ['--import', TSX_LOADER, ...capture, BASELINE_MAIN]
+    args = [...profile, '--import', TSX_LOADER, ...capture, BASELINE_MAIN]
     env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOST: '127.0.0.1',
@@ -87,8 +93,6 @@ export async function startServer(
       ...captureEnv,
     }
   } else {
-    const profile =
-      settings.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${settings.profileDir}`, `--cpu-prof-name=${name}.cpuprofile`]
     if (target === 'service') {
       cwd = join(settings.workDir, name)
       mkdirSync(cwd, { recursive: true })

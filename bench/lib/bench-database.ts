@@ -125,8 +125,8 @@ export async function insertUsers(
             'Task ' || t || ' of the benchmark',
             CASE WHEN t % 3 = 0 THEN 'A description of task ' || t || ', long enough to look like one.' END,
             t % 4 = 0,
-            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => u * $4::int + t),
-            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => u * $4::int + t)
+            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => (u::bigint * $4::int + t)::float8),
+            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => (u::bigint * $4::int + t)::float8)
        FROM generate_series($2::int, $3::int) AS u, generate_series(1, $4::int) AS t
       ORDER BY u, t`,
     [userIdPrefix, first, first + count - 1, tasksPerUser],

@@ -29,6 +29,12 @@ export interface TokenVerifier {
 /** The asymmetric algorithms accepted from the JWKS (Better Auth signs with EdDSA, ES256, ES512, RS256 or PS256). */
 export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
 
+/**
+ * How many verified HS256 tokens are remembered (issue 6's profile: WebCrypto's HMAC through jose was ~15 % of
+ * the CPU of a request). About 300 bytes each, so at most a few MB; past it the oldest entry goes first.
+ */
+export const VERIFIED_TOKEN_CACHE_SIZE = 10_000
+
 /** Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md rule 3). */
 const MAX_USER_ID_LENGTH = 255
 
@@ -60,6 +66,7 @@ export function createTokenVerifier(
           ...(options.jwksFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.jwksFetchTimeoutMs }),
         })
   const common = { clockTolerance: config.clockToleranceS, requiredClaims: ['exp'] }
+  const verifiedHs256 = createVerifiedTokenCache(VERIFIED_TOKEN_CACHE_SIZE)
 
   async function verifyClaims(token: string): Promise<JWTPayload> {
     let alg: unknown
@@ -86,6 +93,8 @@ export function createTokenVerifier(
   return {
     jwksKeys,
     async verify(token) {
+      const cached = verifiedHs256.get(token, now())
+      if (cached !== undefined) return { userId: cached }
       let payload: JWTPayload
       try {
         payload = await verifyClaims(token)
@@ -97,7 +106,49 @@ export function createTokenVerifier(
       }
       // jose checks iat only against a maximum age; API.md also refuses one from the future.
       if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS) throw new AuthError('invalid')
-      return { userId: userIdOf(payload) }
+      const userId = userIdOf(payload)
+      // Only HS256: its answer depends on nothing but the token, the fixed secret and the clock, so a token
+      // accepted once stays accepted until exp (+ leeway); nbf and iat only ever pass later, never fail.
+      // A JWKS token is not cached, so a key removed from the set stops being accepted at the next refetch.
+      if (payload.exp !== undefined && isHs256(token)) verifiedHs256.set(token, userId, (payload.exp + config.clockToleranceS) * 1000)
+      return { userId }
+    },
+  }
+}
+
+/** True when the token's protected header names HS256 (it has been verified with the secret by then). */
+function isHs256(token: string): boolean {
+  try {
+    return decodeProtectedHeader(token).alg === 'HS256'
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Tokens already verified, each with its user id and the instant (ms) it stops being valid. Only successes
+ * are kept, keyed by the whole token text, so a token not byte-for-byte identical is verified in full.
+ * Bounded: past `maxEntries`, the oldest insertion is dropped (a Map iterates in insertion order).
+ */
+function createVerifiedTokenCache(maxEntries: number) {
+  const entries = new Map<string, { userId: string; validUntilMs: number }>()
+  return {
+    get(token: string, nowMs: number): string | undefined {
+      const entry = entries.get(token)
+      if (entry === undefined) return undefined
+      // jose's rule: expired once exp <= now - leeway. Past it, verify in full, which answers "expired".
+      if (nowMs >= entry.validUntilMs) {
+        entries.delete(token)
+        return undefined
+      }
+      return entry.userId
+    },
+    set(token: string, userId: string, validUntilMs: number): void {
+      if (entries.size >= maxEntries) {
+        const oldest = entries.keys().next()
+        if (oldest.done !== true) entries.delete(oldest.value)
+      }
+      entries.set(token, { userId, validUntilMs })
     },
   }
 }

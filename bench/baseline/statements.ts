@@ -1,0 +1,24 @@
+// The SQL the service sends for each route the benchmark drives, word for word (as Drizzle generates it
+// from src/tasks/task-store.ts). The harness checks on the wire that the service still sends exactly these
+// (bench/lib/parity.ts): when the store changes, update them here.
+
+const COLUMNS = `"id", "user_id", "title", "description", "completed", "created_at", "updated_at"`
+const NEXT_UPDATED_AT = `greatest(clock_timestamp(), "tasks"."updated_at" + interval '1 millisecond')`
+
+/** GET /api/tasks?limit=n (offset 0): the page and the count from one statement. Parameters: owner, owner, limit. */
+export const LIST_FIRST_PAGE = `select ${COLUMNS}, (select count(*) from "tasks" where "tasks"."user_id" = $1) from "tasks" where "tasks"."user_id" = $2 order by "tasks"."created_at" desc, "tasks"."id" desc limit $3`
+
+/** GET /api/tasks?limit=n&offset=m (m > 0). Parameters: owner, owner, limit, offset. */
+export const LIST_PAGE = `${LIST_FIRST_PAGE} offset $4`
+
+/** GET /api/tasks/{id}. Parameters: owner, id. */
+export const GET = `select ${COLUMNS} from "tasks" where ("tasks"."user_id" = $1 and "tasks"."id" = $2)`
+
+/** POST /api/tasks. Parameters: owner, title, description, completed. */
+export const CREATE = `insert into "tasks" ("id", "user_id", "title", "description", "completed", "created_at", "updated_at") values (default, $1, $2, $3, $4, default, default) returning ${COLUMNS}`
+
+/** PUT /api/tasks/{id} with title and completed (what the benchmark sends). Parameters: title, completed, owner, id. */
+export const UPDATE_TITLE_COMPLETED = `update "tasks" set "title" = $1, "completed" = $2, "updated_at" = ${NEXT_UPDATED_AT} where ("tasks"."user_id" = $3 and "tasks"."id" = $4) returning ${COLUMNS}`
+
+/** PATCH /api/tasks/{id}/complete with no body: the toggle. Parameters: owner, id. */
+export const TOGGLE = `update "tasks" set "completed" = not "tasks"."completed", "updated_at" = ${NEXT_UPDATED_AT} where ("tasks"."user_id" = $1 and "tasks"."id" = $2) returning ${COLUMNS}`

@@ -1,0 +1,134 @@
+// The benchmark's own data: a database created and dropped per run, migrated with the committed migrations,
+// and seeded through SQL (generate_series) before every measurement so each starts from the same rows.
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
+import pg from 'pg'
+import { REPO_ROOT } from './options.ts'
+
+const MIGRATIONS_FOLDER = join(REPO_ROOT, 'migrations')
+
+/** Anything that runs SQL text: a pg Pool or a PGlite instance. */
+export interface SqlRunner {
+  query<T>(text: string, values?: unknown[]): Promise<{ rows: T[] }>
+}
+
+/** The user ids and task ids of the seed; user i is `userIdOf(i)`, and `taskIds[i]` are its tasks. */
+export interface Seed {
+  userIds: string[]
+  taskIds: number[][]
+}
+
+/** The id of seeded user `i`: fixed width, so every token and every row has the same size. */
+export const userIdOf = (i: number): string => `bench-user-${String(i).padStart(6, '0')}`
+
+/** A database of the run's own on the server, dropped by `drop()` (also after a failed run). */
+export interface ServerDatabase {
+  name: string
+  url: string
+  pool: pg.Pool
+  /** The pids of the server's backends serving this database for others than the harness (the servers under test). */
+  backendPids(): Promise<number[]>
+  drop(): Promise<void>
+}
+
+const HARNESS_APPLICATION_NAME = 'tasks-bench-harness'
+
+/** Creates and migrates a database of its own on the server behind `adminUrl`. */
+export async function createServerDatabase(adminUrl: string): Promise<ServerDatabase> {
+  const name = `tasks_bench_${process.pid}_${randomBytes(3).toString('hex')}`
+  await adminQuery(adminUrl, `CREATE DATABASE "${name}"`)
+  const url = new URL(adminUrl)
+  url.pathname = `/${name}`
+  const pool = new pg.Pool({
+    connectionString: url.toString(),
+    max: 2,
+    statement_timeout: 600_000,
+    application_name: HARNESS_APPLICATION_NAME,
+  })
+  pool.on('error', () => undefined)
+  await migratePg(drizzlePg({ client: pool }), { migrationsFolder: MIGRATIONS_FOLDER })
+  let dropped = false
+  return {
+    name,
+    url: url.toString(),
+    pool,
+    async backendPids() {
+      const result = await pool.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND application_name <> $2`,
+        [name, HARNESS_APPLICATION_NAME],
+      )
+      return result.rows.map((row) => row.pid)
+    },
+    async drop() {
+      if (dropped) return
+      dropped = true
+      await pool.end().catch(() => undefined)
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+    },
+  }
+}
+
+async function adminQuery(adminUrl: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 })
+  await client.connect()
+  try {
+    await client.query(text)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Opens (creating when new) a PGlite directory, migrated, for seeding; the caller closes it before a server opens it. */
+export async function openPgliteForSeeding(dataDir: string): Promise<PGlite> {
+  const client = await PGlite.create(dataDir)
+  await migratePglite(drizzlePglite({ client }), { migrationsFolder: MIGRATIONS_FOLDER })
+  return client
+}
+
+/**
+ * Empties `tasks` and inserts `users` × `tasksPerUser` rows in one statement, with fixed timestamps and
+ * identities restarted, so every seed gives the same rows, ids and bodies (the parity check compares them).
+ * Then VACUUM ANALYZE (fresh statistics and visibility map) and a CHECKPOINT, so no measurement inherits
+ * the seed's dirty pages.
+ */
+export async function seed(db: SqlRunner, users: number, tasksPerUser: number): Promise<Seed> {
+  await db.query('TRUNCATE tasks RESTART IDENTITY')
+  await insertUsers(db, 0, users, tasksPerUser)
+  await db.query('VACUUM ANALYZE tasks')
+  await db.query('CHECKPOINT')
+  const rows = await db.query<{ user_id: string; ids: (number | string)[] }>(
+    'SELECT user_id, array_agg(id ORDER BY id) AS ids FROM tasks GROUP BY user_id ORDER BY user_id',
+  )
+  return { userIds: rows.rows.map((row) => row.user_id), taskIds: rows.rows.map((row) => row.ids.map(Number)) }
+}
+
+/**
+ * Inserts users `first` … `first + count - 1` with `tasksPerUser` tasks each, through generate_series.
+ * One in three tasks has a description, one in four is completed; created_at descends one second per task
+ * from a fixed instant, so the list's order is fixed and the same on every seed.
+ */
+export async function insertUsers(
+  db: SqlRunner,
+  first: number,
+  count: number,
+  tasksPerUser: number,
+  userIdPrefix = 'bench-user-',
+): Promise<void> {
+  await db.query(
+    `INSERT INTO tasks (user_id, title, description, completed, created_at, updated_at)
+     SELECT $1::text || lpad(u::text, 6, '0'),
+            'Task ' || t || ' of the benchmark',
+            CASE WHEN t % 3 = 0 THEN 'A description of task ' || t || ', long enough to look like one.' END,
+            t % 4 = 0,
+            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => (u::bigint * $4::int + t)::float8),
+            timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => (u::bigint * $4::int + t)::float8)
+       FROM generate_series($2::int, $3::int) AS u, generate_series(1, $4::int) AS t
+      ORDER BY u, t`,
+    [userIdPrefix, first, first + count - 1, tasksPerUser],
+  )
+}

@@ -1,0 +1,125 @@
+// How each server under test is started: the service (src/main.ts, as in production) on PostgreSQL or on a
+// PGlite directory, and the bare baseline; each in a directory of the run's own, so no .env is read.
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, startChild, stopChild, waitUntilReady, type Child } from './processes.ts'
+import { REPO_ROOT } from './options.ts'
+
+export type Target = 'service' | 'baseline' | 'service-pglite'
+
+/** tsx's loader, resolved from the repository (the children run in other directories). */
+export const TSX_LOADER = import.meta.resolve('tsx')
+export const TSX_CLI = join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs')
+export const SERVICE_MAIN = join(REPO_ROOT, 'src/main.ts')
+const BASELINE_MAIN = join(REPO_ROOT, 'bench/baseline/server.ts')
+const CAPTURE_SQL = fileURLToPath(new URL('./capture-sql.ts', import.meta.url))
+
+/** The HS256 secret of one run: random, and long enough for NODE_ENV=production. */
+export const BENCH_SECRET = randomBytes(36).toString('base64url')
+
+/** Settings shared by every server of a run. */
+export interface ServerSettings {
+  /** The run's database on the PostgreSQL server. */
+  databaseUrl: string
+  /** The directory holding `.data` (PGlite) for the service-pglite target. */
+  pgliteDir: string
+  /** A scratch directory for logs and working directories. */
+  workDir: string
+  poolMax: number
+  logLevel: string
+  profileDir: string | null
+}
+
+export interface RunningServer {
+  target: Target
+  child: Child
+  url: string
+  /** Milliseconds from spawn to the first 200 from /health. */
+  startMs: number
+  stop(): Promise<number | string | null>
+}
+
+/** The environment of the service as production would run it; only what is set here (plus PATH) reaches it. */
+export function serviceEnv(port: number, settings: ServerSettings, databaseUrl: string | undefined): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    NODE_ENV: 'production',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    BETTER_AUTH_SECRET: BENCH_SECRET,
+    LOG_LEVEL: settings.logLevel,
+    DATABASE_POOL_MAX: String(settings.poolMax),
+    ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
+  }
+}
+
+let serial = 0
+
+/**
+ * Starts one server and waits until /health answers. `captureSqlFile` preloads the SQL capture (parity check).
+ * Its output (the access log) goes to a file in the work directory, removed when it stops cleanly.
+ */
+export async function startServer(
+  target: Target,
+  settings: ServerSettings,
+  options: { captureSqlFile?: string } = {},
+): Promise<RunningServer> {
+  const port = await freePort()
+  const name = `${target}-${++serial}`
+  const logFile = join(settings.workDir, `${name}.log`)
+  const capture = options.captureSqlFile === undefined ? [] : ['--import', CAPTURE_SQL]
+  const captureEnv: Record<string, string> = options.captureSqlFile === undefined ? {} : { BENCH_CAPTURE_SQL: options.captureSqlFile }
+  // One directory per measured process (not the parity check's): node writes a profile per thread, and tsx's
+  // loader runs in a worker thread of its own.
+  const profile =
+    settings.profileDir === null || options.captureSqlFile !== undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${join(settings.profileDir, name)}`]
+  let args: string[]
+  let cwd: string
+  let env: Record<string, string>
+  if (target === 'baseline') {
+    cwd = settings.workDir
+    args = [...profile, '--import', TSX_LOADER, ...capture, BASELINE_MAIN]
+    env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      BETTER_AUTH_SECRET: BENCH_SECRET,
+      DATABASE_URL: settings.databaseUrl,
+      DATABASE_POOL_MAX: String(settings.poolMax),
+      ...captureEnv,
+    }
+  } else {
+    if (target === 'service') {
+      cwd = join(settings.workDir, name)
+      mkdirSync(cwd, { recursive: true })
+    } else cwd = settings.pgliteDir
+    args = [...profile, '--import', TSX_LOADER, ...capture, SERVICE_MAIN]
+    env = { ...serviceEnv(port, settings, target === 'service' ? settings.databaseUrl : undefined), ...captureEnv }
+  }
+  const startedAt = performance.now()
+  const child = startChild({ command: process.execPath, args, cwd, env, logFile })
+  const url = `http://127.0.0.1:${port}`
+  let startMs: number
+  try {
+    startMs = await waitUntilReady(child, `${url}/health`, 120_000, startedAt)
+  } catch (error) {
+    await stopChild(child, 1000)
+    throw error
+  }
+  return {
+    target,
+    child,
+    url,
+    startMs: Math.round(startMs),
+    async stop() {
+      const code = await stopChild(child)
+      if (code === 0) rmSync(logFile, { force: true })
+      if (target === 'service') rmSync(cwd, { recursive: true, force: true })
+      return code
+    },
+  }
+}

@@ -11,7 +11,7 @@ import { idempotencyKeys, tasks } from '../src/db/schema.ts'
 import { DEFAULT_RETENTION_MS, DEFAULT_SWEEP_BATCH, fingerprintOf } from '../src/idempotency/idempotency-store.ts'
 import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
 import { createTestDatabase, databaseKind, TEST_DATABASE_URL } from './helpers/databases.ts'
-import { startServerProcess, type ServerProcess } from './helpers/server-process.ts'
+import { startServer, temporaryDirectory, type ChildServer } from './helpers/child-server.ts'
 import { buildTestApp } from './helpers/test-app.ts'
 import { tokenFor } from './helpers/tokens.ts'
 
@@ -371,14 +371,16 @@ if (TEST_DATABASE_URL !== undefined) {
     { timeout: 180_000 },
     async (t) => {
       const testDatabase = await createTestDatabase({ poolMax: 2 })
-      const servers: ServerProcess[] = []
+      const servers: ChildServer[] = []
       try {
         if (testDatabase.url === null) throw new Error('server only')
-        servers.push(...(await Promise.all([startServerProcess(testDatabase.url), startServerProcess(testDatabase.url)])))
+        const env = { DATABASE_URL: testDatabase.url, DATABASE_POOL_MAX: '5' }
+        const start = async () => startServer(t, { cwd: await temporaryDirectory(t), env })
+        servers.push(...(await Promise.all([start(), start()])))
         const token = await tokenFor('idem-two-processes')
         const post = async (i: number, key: string) => {
           const server = servers[i % servers.length]!
-          const response = await fetch(`${server.baseUrl}/api/tasks`, {
+          const response = await fetch(`${server.url}/api/tasks`, {
             method: 'POST',
             headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'idempotency-key': key },
             body: JSON.stringify({ title: 'Bought on the train', description: 'sent once, retried by the phone' }),
@@ -395,8 +397,8 @@ if (TEST_DATABASE_URL !== undefined) {
         }
         // Warm both processes up (connections, compiled code), so the 10 requests really overlap.
         for (const [i, server] of servers.entries()) {
-          const warm = await fetch(`${server.baseUrl}/api/tasks`, { headers: { authorization: `Bearer ${token}` } })
-          assert.equal(warm.status, 200, `server ${i}: ${server.output()}`)
+          const warm = await fetch(`${server.url}/api/tasks`, { headers: { authorization: `Bearer ${token}` } })
+          assert.equal(warm.status, 200, `server ${i}: ${server.stderr()}${server.logs.join('\n')}`)
         }
 
         const rounds = 3

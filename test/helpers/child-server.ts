@@ -34,6 +34,8 @@ export interface ChildServer {
   exited: Promise<ChildExit>
   /** True until the process has exited. */
   running(): boolean
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs` (default 10 s); resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>
 }
 
 /** Where cleanups go: a test's context (`t`), or a file's scope (`{ after }` from node:test) for a shared server. */
@@ -88,7 +90,21 @@ export async function startServer(
   })
   child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text))
 
-  const server: ChildServer = { url: '', port: 0, child, logs, stderr: () => stderr, exited, running: () => running }
+  const stop = async (graceMs = 10_000): Promise<void> => {
+    if (!running) return
+    child.kill('SIGTERM')
+    let timer: NodeJS.Timeout | undefined
+    const killed = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        if (running) child.kill('SIGKILL')
+        resolve()
+      }, graceMs)
+    })
+    await Promise.race([exited, killed])
+    clearTimeout(timer)
+    await exited
+  }
+  const server: ChildServer = { url: '', port: 0, child, logs, stderr: () => stderr, exited, running: () => running, stop }
   const listening = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`server did not listen within ${options.startTimeoutMs ?? START_TIMEOUT_MS} ms: ${stderr}`)),

@@ -36,7 +36,7 @@ export interface RunningServer {
   target: Target
   child: Child
   url: string
-  /** Milliseconds from spawn to the first 200 from /health. */
+  /** Milliseconds from spawn to the first 200 from /ready (the baseline: /health). */
   startMs: number
   stop(): Promise<number | string | null>
 }
@@ -58,7 +58,7 @@ export function serviceEnv(port: number, settings: ServerSettings, databaseUrl: 
 let serial = 0
 
 /**
- * Starts one server and waits until /health answers. `captureSqlFile` preloads the SQL capture (parity check).
+ * Starts one server and waits until it is ready (/ready; the baseline: /health). `captureSqlFile` preloads the SQL capture (parity check).
  * Its output (the access log) goes to a file in the work directory, removed when it stops cleanly.
  */
 export async function startServer(
@@ -105,7 +105,8 @@ export async function startServer(
   const url = `http://127.0.0.1:${port}`
   let startMs: number
   try {
-    startMs = await waitUntilReady(child, `${url}/health`, 120_000, startedAt)
+    // The service is ready once /ready answers (its migrations applied); the baseline has /health only.
+    startMs = await waitUntilReady(child, `${url}${target === 'baseline' ? '/health' : '/ready'}`, 120_000, startedAt)
   } catch (error) {
     await stopChild(child, 1000)
     throw error

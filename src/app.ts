@@ -103,6 +103,7 @@ export async function buildApp({
     ...(now === undefined ? {} : { now }),
     // A repeat of an in-flight Idempotency-Key waits at most half the statement timeout, then gets 409 (not 503).
     inFlightWaitMs: config.statementTimeoutMs / 2,
+    preparedStatements: config.preparedStatements,
   })
 
   const migrationsPending = {

@@ -38,6 +38,12 @@ export interface Config {
   statementTimeoutMs: number
   /** `DATABASE_CONNECT_TIMEOUT_MS` (default 5000): limit on opening a connection. */
   connectTimeoutMs: number
+  /**
+   * `DATABASE_PREPARED_STATEMENTS` (default true): the routes' statements are named prepared statements, parsed and
+   * planned once per connection. Set false behind a transaction-mode pooler that does not support them (PgBouncer
+   * before 1.21, or with `max_prepared_statements = 0`); Neon's pooler supports them.
+   */
+  preparedStatements: boolean
   /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number
   /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
@@ -91,6 +97,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
       return fallback
     }
     return value
+  }
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const raw = read(name)?.toLowerCase()
+    if (raw === undefined) return fallback
+    if (raw === 'true' || raw === '1') return true
+    if (raw === 'false' || raw === '0') return false
+    problems.push(`${name} must be true or false (got "${raw}")`)
+    return fallback
   }
   const list = (name: string, fallback: string): string[] =>
     (read(name) ?? fallback)
@@ -151,6 +165,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     poolMax: integer('DATABASE_POOL_MAX', 10, 1, 1000),
     statementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', 5000, 1, 600_000),
     connectTimeoutMs: integer('DATABASE_CONNECT_TIMEOUT_MS', 5000, 1, 600_000),
+    preparedStatements: boolean('DATABASE_PREPARED_STATEMENTS', true),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     headersTimeoutMs: integer('HTTP_HEADERS_TIMEOUT_MS', 10_000, 1, 600_000),
     requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),

@@ -44,6 +44,7 @@ void test('with no variables set, every setting has the default of API.md', () =
     poolMax: 10,
     statementTimeoutMs: 5000,
     connectTimeoutMs: 5000,
+    preparedStatements: true,
     shutdownTimeoutMs: 10_000,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
@@ -98,6 +99,7 @@ void test('every variable is read', () => {
     HTTP_HEADERS_TIMEOUT_MS: '2000',
     HTTP_REQUEST_TIMEOUT_MS: '4000',
     HTTP_KEEP_ALIVE_TIMEOUT_MS: '6000',
+    DATABASE_PREPARED_STATEMENTS: 'false',
   })
   assert.deepEqual(
     { ...config, jwksUrl: config.jwksUrl?.href },
@@ -117,6 +119,7 @@ void test('every variable is read', () => {
       poolMax: 3,
       statementTimeoutMs: 1500,
       connectTimeoutMs: 2500,
+      preparedStatements: false,
       shutdownTimeoutMs: 0,
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
@@ -184,6 +187,7 @@ void test('numbers must be plain integers within their bounds', () => {
     ['HTTP_HEADERS_TIMEOUT_MS', '0'],
     ['HTTP_REQUEST_TIMEOUT_MS', '1.5'],
     ['HTTP_KEEP_ALIVE_TIMEOUT_MS', 'forever'],
+    ['DATABASE_PREPARED_STATEMENTS', 'yes'],
   ]
   for (const [name, value] of bad) {
     assert.equal(problemsAbout(configErrorOf({ [name]: value }), name).length, 1, `${name}=${value}`)

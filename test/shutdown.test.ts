@@ -3,6 +3,7 @@
 // requests are counted against the rows stored. Runs in both passes: PGlite in a data directory of the test's own,
 // or a fresh database on the server.
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
@@ -52,25 +53,32 @@ async function startOnSuiteDatabase(
   }
 }
 
-/** A POST whose headers and first half of the body are sent now; `finish()` sends the rest; `answer` is the raw response. */
+/**
+ * A POST whose headers and first half of the body are sent now, resolved once the server has logged it as an
+ * incoming request (before that, a closing server counts its connection as idle and closes it); `finish()` sends
+ * the rest; `answer` is the raw response.
+ */
 async function startSlowPost(
   t: TestContext,
   server: ChildServer,
   token: string,
   title: string,
 ): Promise<{ finish(): void; answer: Promise<string> }> {
+  const requestId = `slow-${randomUUID()}`
   const socket = connect(server.port, '127.0.0.1')
   t.after(() => socket.destroy())
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
   const body = JSON.stringify({ title })
   socket.write(
     `POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\n` +
+      `X-Request-Id: ${requestId}\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 5)}`,
   )
   let received = ''
   socket.setEncoding('utf8').on('data', (text: string) => (received += text))
   socket.on('error', () => undefined)
   const answer = new Promise<string>((resolve) => socket.once('close', () => resolve(received)))
+  await waitUntil('the slow request is being served', () => server.logs.some((line) => line.includes(`"reqId":"${requestId}"`)), 10_000)
   return { finish: () => socket.write(body.slice(5)), answer }
 }
 

@@ -5,7 +5,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import pg from 'pg'
-import { CREATE, GET, LIST_FIRST_PAGE, LIST_PAGE, TOGGLE, UPDATE_TITLE_COMPLETED } from './statements.ts'
+import { CREATE, GET, LIST, TOGGLE, UPDATE_TITLE_COMPLETED } from './statements.ts'
 
 const env = process.env
 const secret = env.BETTER_AUTH_SECRET ?? ''
@@ -74,10 +74,7 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const query = new URLSearchParams(queryAt < 0 ? '' : url.slice(queryAt + 1))
       const limit = Number(query.get('limit') ?? 100)
       const offset = Number(query.get('offset') ?? 0)
-      const result =
-        offset === 0
-          ? await pool.query({ name: 'list-first', text: LIST_FIRST_PAGE, values: [userId, userId, limit] })
-          : await pool.query({ name: 'list', text: LIST_PAGE, values: [userId, userId, limit, offset] })
+      const result = await pool.query({ name: 'list', text: LIST, values: [userId, userId, limit, offset] })
       const rows = result.rows as Record<string, unknown>[]
       const total = rows[0]?.count ?? 0
       // The count rides on every row; undefined keeps the rows' shape and JSON.stringify leaves it out.

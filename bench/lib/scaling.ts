@@ -8,7 +8,7 @@ import type { BenchOptions } from './options.ts'
 import { fixed, markdownTable, type ResultsFile } from './report.ts'
 import { BENCH_SECRET, startServer, type ServerSettings } from './servers.ts'
 import { bearerTokens } from './tokens.ts'
-import { GET, LIST_FIRST_PAGE, LIST_PAGE } from '../baseline/statements.ts'
+import { GET, LIST } from '../baseline/statements.ts'
 
 /** The statement the service sends for the count alone (a page past the end), as Drizzle writes it. */
 const COUNT = `select count(*) from "tasks" where "tasks"."user_id" = $1`
@@ -129,8 +129,8 @@ export async function runScaling(
       ])
     ).rows
     const statements: [string, string, unknown[]][] = [
-      [`list, first page (user with ${size} tasks)`, LIST_FIRST_PAGE, [userId, userId, PAGE]],
-      [`list, offset ${Math.max(0, size - PAGE)} (user with ${size} tasks)`, LIST_PAGE, [userId, userId, PAGE, Math.max(0, size - PAGE)]],
+      [`list, first page (user with ${size} tasks)`, LIST, [userId, userId, PAGE, 0]],
+      [`list, offset ${Math.max(0, size - PAGE)} (user with ${size} tasks)`, LIST, [userId, userId, PAGE, Math.max(0, size - PAGE)]],
       [`count (user with ${size} tasks)`, COUNT, [userId]],
       [`get (user with ${size} tasks)`, GET, [userId, Number(middle?.id ?? 1)]],
     ]

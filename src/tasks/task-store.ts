@@ -1,5 +1,5 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, count, desc, eq, getTableColumns, inArray, not, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
 import { tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
@@ -46,7 +46,15 @@ export interface TaskStore {
 }
 
 /** What the store is built with besides the database: the idempotency clock and limits (tests inject a clock). */
-export type TaskStoreOptions = IdempotencyOptions
+export interface TaskStoreOptions extends IdempotencyOptions {
+  /**
+   * `DATABASE_PREPARED_STATEMENTS` (default true): send the routes' statements as named prepared statements, which
+   * PostgreSQL parses and plans once per connection instead of on every request. False sends the same statements
+   * unnamed, for a transaction-mode pooler without prepared-statement support (PgBouncer before 1.21, or
+   * `max_prepared_statements = 0`). Either way Drizzle builds each statement's SQL once, not per call.
+   */
+  preparedStatements?: boolean
+}
 
 /** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
 const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
@@ -60,6 +68,67 @@ const NEXT_UPDATED_AT = sql`greatest(clock_timestamp(), ${tasks.updatedAt} + int
 /** Creates the store over a Drizzle handle of either driver. Errors of the driver propagate as they are. */
 export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): TaskStore {
   const idempotency = createIdempotencyStore(db, options)
+  // pg refuses one name for two different statement texts on a connection: each name below is one SQL text.
+  const nameOf = (name: string): string => (options.preparedStatements === false ? '' : `tasks_${name}`)
+  const ownedByPlaceholders = and(eq(tasks.userId, sql.placeholder('ownerId')), eq(tasks.id, sql.placeholder('taskId')))
+  const getStatement = db.select().from(tasks).where(ownedByPlaceholders).prepare(nameOf('get'))
+  const insertStatement = db
+    .insert(tasks)
+    .values({
+      userId: sql.placeholder('ownerId'),
+      title: sql.placeholder('title'),
+      description: sql.placeholder('description'),
+      completed: sql.placeholder('completed'),
+    })
+    .returning()
+    .prepare(nameOf('insert'))
+  const deleteStatement = db.delete(tasks).where(ownedByPlaceholders).returning({ id: tasks.id }).prepare(nameOf('delete'))
+  /** The UPDATE statements without a version check, one per set of columns written (named after it), built on first use. */
+  const updateStatements = new Map<string, ReturnType<typeof prepareUpdate>>()
+  const prepareUpdate = (columns: UpdatedColumns, name: string) =>
+    db
+      .update(tasks)
+      .set({
+        ...(columns.title && { title: sql`${sql.placeholder('title')}` }),
+        ...(columns.description && { description: sql`${sql.placeholder('description')}` }),
+        ...(columns.completed === 'set' && { completed: sql`${sql.placeholder('completed')}` }),
+        ...(columns.completed === 'toggle' && { completed: not(tasks.completed) }),
+        updatedAt: NEXT_UPDATED_AT,
+      })
+      .where(ownedByPlaceholders)
+      .returning()
+      .prepare(nameOf(name))
+  const updateStatementFor = (columns: UpdatedColumns): ReturnType<typeof prepareUpdate> => {
+    const name = `update_${columns.title ? 'title_' : ''}${columns.description ? 'description_' : ''}${columns.completed || 'keep'}`
+    let statement = updateStatements.get(name)
+    if (statement === undefined) updateStatements.set(name, (statement = prepareUpdate(columns, name)))
+    return statement
+  }
+  /** The list statements, one per filter and order (named after them), built on first use. */
+  const listStatements = new Map<string, ReturnType<typeof prepareList>>()
+  const prepareList = (status: TaskStatus, sortKey: TaskSort, order: 'asc' | 'desc', name: string) => {
+    const filter = listFilter(sql.placeholder('ownerId'), status)
+    const direction = order === 'asc' ? asc : desc
+    // One statement gives the page and the count from one snapshot: the count is an uncorrelated
+    // subquery, which PostgreSQL evaluates once per statement, not once per row.
+    return db
+      .select({ ...getTableColumns(tasks), total: sql<number>`(select count(*) from ${tasks} where ${filter})`.mapWith(Number) })
+      .from(tasks)
+      .where(filter)
+      .orderBy(direction(SORT_KEYS[sortKey]), direction(tasks.id))
+      .limit(sql.placeholder('limit'))
+      .offset(sql.placeholder('offset'))
+      .prepare(nameOf(name))
+  }
+  const listStatementFor = (query: TaskListQuery): ReturnType<typeof prepareList> => {
+    const status = query.status ?? 'all'
+    const sortKey = query.sort ?? 'created'
+    const order = query.order ?? (sortKey === 'title' ? 'asc' : 'desc')
+    const name = `list_${status}_${sortKey}_${order}`
+    let statement = listStatements.get(name)
+    if (statement === undefined) listStatements.set(name, (statement = prepareList(status, sortKey, order, name)))
+    return statement
+  }
   const ownedTask = (ownerId: string, taskId: number): SQL | undefined => and(eq(tasks.userId, ownerId), eq(tasks.id, taskId))
   /** `updated_at` is one of the expected versions (none: matches nothing). */
   const versionIn = (expected: readonly TaskVersion[]): SQL =>
@@ -69,21 +138,33 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     )
 
   /**
-   * One UPDATE of the owner's task. With `expected`, one statement both finds the owner's task (`target`, from the
-   * statement's snapshot) and updates it only if its version is expected (`written`): under READ COMMITTED a
-   * writer that waited for a concurrent one re-checks the version on the row that one left, so it finds it
-   * changed and writes nothing. Task found but nothing written: 'stale'.
+   * One UPDATE of the owner's task, setting `changes` (`completed: 'toggle'` is `NOT completed` in SQL) and the next
+   * `updated_at`. With `expected`, one statement both finds the owner's task (`target`, from the statement's
+   * snapshot) and updates it only if its version is expected (`written`): under READ COMMITTED a writer that
+   * waited for a concurrent one re-checks the version on the row that one left, so it finds it changed and writes
+   * nothing. Task found but nothing written: 'stale'.
    */
   async function updateOwned(
     ownerId: string,
     taskId: number,
-    set: PgUpdateSetSource<typeof tasks>,
+    changes: Changes,
     expected?: readonly TaskVersion[],
   ): Promise<WriteOutcome<Task>> {
-    const owned = ownedTask(ownerId, taskId)
     if (expected === undefined) {
-      const [row] = await db.update(tasks).set(set).where(owned).returning()
+      const columns: UpdatedColumns = {
+        title: changes.title !== undefined,
+        description: changes.description !== undefined,
+        completed: changes.completed === undefined ? false : changes.completed === 'toggle' ? 'toggle' : 'set',
+      }
+      const [row] = await updateStatementFor(columns).execute({ ownerId, taskId, ...changes })
       return row === undefined ? 'not-found' : toTask(row)
+    }
+    const owned = ownedTask(ownerId, taskId)
+    const set: PgUpdateSetSource<typeof tasks> = {
+      ...(changes.title !== undefined && { title: changes.title }),
+      ...(changes.description !== undefined && { description: changes.description }),
+      ...(changes.completed !== undefined && { completed: changes.completed === 'toggle' ? not(tasks.completed) : changes.completed }),
+      updatedAt: NEXT_UPDATED_AT,
     }
     const target = db.$with('target').as(db.select({ id: tasks.id }).from(tasks).where(owned))
     const written = db.$with('written').as(
@@ -116,36 +197,28 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
 
   return {
     async listForOwner(ownerId, query) {
-      const filter = and(
-        eq(tasks.userId, ownerId),
-        query.status === 'pending' ? eq(tasks.completed, false) : query.status === 'completed' ? eq(tasks.completed, true) : undefined,
-      )
-      const sortKey = query.sort ?? 'created'
-      const direction = (query.order ?? (sortKey === 'title' ? 'asc' : 'desc')) === 'asc' ? asc : desc
+      const limit = query.limit ?? 100
       const offset = query.offset ?? 0
-      // One statement gives the page and the count from one snapshot: the count is an uncorrelated
-      // subquery, which PostgreSQL evaluates once per statement, not once per row.
-      const rows = await db
-        .select({ ...getTableColumns(tasks), total: sql<number>`(select count(*) from ${tasks} where ${filter})`.mapWith(Number) })
-        .from(tasks)
-        .where(filter)
-        .orderBy(direction(SORT_KEYS[sortKey]), direction(tasks.id))
-        .limit(query.limit ?? 100)
-        .offset(offset)
+      const rows = await listStatementFor(query).execute({ ownerId, limit, offset })
       if (rows[0] !== undefined) return { tasks: rows.map(toTask), total: rows[0].total }
       // A page past the end has no row to carry the count: only then is it a statement of its own.
       if (offset === 0) return { tasks: [], total: 0 }
-      const [counted] = await db.select({ total: count() }).from(tasks).where(filter)
+      const [counted] = await db
+        .select({ total: count() })
+        .from(tasks)
+        .where(listFilter(ownerId, query.status ?? 'all'))
       return { tasks: [], total: counted?.total ?? 0 }
     },
 
     async getForOwner(ownerId, taskId) {
-      const [row] = await db.select().from(tasks).where(ownedTask(ownerId, taskId))
+      const [row] = await getStatement.execute({ ownerId, taskId })
       return row === undefined ? null : toTask(row)
     },
 
     async createForOwner(ownerId, input) {
-      return insertTask(db, ownerId, input)
+      const [row] = await insertStatement.execute({ ownerId, ...insertValues(input) })
+      if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
+      return toTask(row)
     },
 
     async createForOwnerOnce(ownerId, key, input, respond) {
@@ -153,25 +226,19 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     },
 
     async updateForOwner(ownerId, taskId, changes, expected) {
-      const set = {
-        ...(changes.title !== undefined && { title: changes.title }),
-        ...(changes.description !== undefined && { description: changes.description }),
-        ...(changes.completed !== undefined && { completed: changes.completed }),
-        updatedAt: NEXT_UPDATED_AT,
-      }
-      return updateOwned(ownerId, taskId, set, expected)
+      return updateOwned(ownerId, taskId, changes, expected)
     },
 
     async completeForOwner(ownerId, taskId, completed, expected) {
-      return updateOwned(ownerId, taskId, { completed: completed ?? not(tasks.completed), updatedAt: NEXT_UPDATED_AT }, expected)
+      return updateOwned(ownerId, taskId, { completed: completed ?? 'toggle' }, expected)
     },
 
     async deleteForOwner(ownerId, taskId, expected) {
-      const owned = ownedTask(ownerId, taskId)
       if (expected === undefined) {
-        const deleted = await db.delete(tasks).where(owned).returning({ id: tasks.id })
+        const deleted = await deleteStatement.execute({ ownerId, taskId })
         return deleted.length > 0 ? 'deleted' : 'not-found'
       }
+      const owned = ownedTask(ownerId, taskId)
       // As in updateOwned: one statement finds the owner's task and deletes it only at an expected version.
       const target = db.$with('target').as(db.select({ id: tasks.id }).from(tasks).where(owned))
       const written = db.$with('written').as(
@@ -191,11 +258,37 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   }
 }
 
-/** Inserts one task for `ownerId` through `db` (the store's handle, or a transaction of it). */
-async function insertTask(db: TasksDb, ownerId: string, input: TaskCreate): Promise<Task> {
-  const [row] = await db
+/** What a write changes: API.md's fields, and `completed: 'toggle'` for `NOT completed` (the toggle route). */
+type Changes = Omit<TaskUpdate, 'completed'> & { completed?: boolean | 'toggle' }
+
+/** Which columns an UPDATE sets: `completed` to a value ('set'), to `NOT completed` ('toggle'), or not at all. */
+interface UpdatedColumns {
+  title: boolean
+  description: boolean
+  completed: 'set' | 'toggle' | false
+}
+
+type TaskStatus = NonNullable<TaskListQuery['status']>
+type TaskSort = NonNullable<TaskListQuery['sort']>
+
+/** The owner's tasks with the `status` of API.md's list (`owner` a value, or a placeholder of a prepared statement). */
+function listFilter(owner: string | SQLWrapper, status: TaskStatus): SQL | undefined {
+  return and(
+    eq(tasks.userId, owner),
+    status === 'pending' ? eq(tasks.completed, false) : status === 'completed' ? eq(tasks.completed, true) : undefined,
+  )
+}
+
+/** A new task's column values with API.md's defaults (no description, not completed). */
+function insertValues(input: TaskCreate): { title: string; description: string | null; completed: boolean } {
+  return { title: input.title, description: input.description ?? null, completed: input.completed ?? false }
+}
+
+/** Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path). */
+async function insertTask(tx: TasksDb, ownerId: string, input: TaskCreate): Promise<Task> {
+  const [row] = await tx
     .insert(tasks)
-    .values({ userId: ownerId, title: input.title, description: input.description ?? null, completed: input.completed ?? false })
+    .values({ userId: ownerId, ...insertValues(input) })
     .returning()
   if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
   return toTask(row)

@@ -27,6 +27,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     poolMax: 10,
     statementTimeoutMs: 5000,
     connectTimeoutMs: 5000,
+    preparedStatements: true,
     shutdownTimeoutMs: 10_000,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,

@@ -84,8 +84,9 @@ export async function buildApp({
   app.addHook('preClose', async () => {
     closing = true
   })
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   installErrorHandlers(app)
@@ -120,10 +121,10 @@ export async function buildApp({
     async (api) => {
       authenticate(api, verifier)
       // After authentication, so a request without a valid token is a 401 whatever the database's state.
-      api.addHook('onRequest', async (request) => {
-        if (databaseReady()) return
+      api.addHook('onRequest', (request, _reply, done) => {
+        if (databaseReady()) return done()
         request.log.warn({ cause: migrationsPending }, 'database unavailable: answered 503')
-        throw serviceUnavailable()
+        done(serviceUnavailable())
       })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore })
     },

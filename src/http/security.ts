@@ -1,9 +1,9 @@
 // What every request passes through before its route: request id, CORS, security headers, body parsing rules.
 import { randomUUID } from 'node:crypto'
 import cors from '@fastify/cors'
-import helmet from '@fastify/helmet'
 import type { FastifyInstance, RawRequestDefaultExpression } from 'fastify'
 import { Ajv } from 'ajv'
+import helmet from 'helmet'
 import type { Config } from '../config.ts'
 import { BODY_NOT_OBJECT, BODY_NOT_UTF8, UNSUPPORTED_MEDIA_TYPE } from './errors.ts'
 
@@ -140,15 +140,14 @@ function isEncoded(contentEncoding: string | undefined): boolean {
 }
 
 /**
- * CORS for the configured origins, security headers, and the request id on every response. Helmet is
- * registered before CORS because CORS answers preflights in its own onRequest hook, and hooks run in
+ * CORS for the configured origins, security headers, and the request id on every response. The headers are set
+ * before CORS's hook runs, because CORS answers preflights in its own onRequest hook and hooks run in
  * registration order: so the preflight's 204 carries the security headers too.
  */
 export async function installSecurity(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id)
-  })
-  await app.register(helmet, {
+  // helmet's middleware is built once here: @fastify/helmet builds a new one on every request (about 3 % of the
+  // service's CPU in the benchmark's profile). None of these headers depends on the request.
+  const setSecurityHeaders = helmet({
     // An API serves no pages but /docs (which sets its own policy): forbid everything, including framing.
     contentSecurityPolicy: {
       useDefaults: false,
@@ -156,6 +155,10 @@ export async function installSecurity(app: FastifyInstance, config: Pick<Config,
     },
     frameguard: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
+  })
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id)
+    setSecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error instanceof Error ? error : undefined))
   })
   await app.register(cors, {
     origin: [...config.corsOrigins],

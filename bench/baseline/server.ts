@@ -79,10 +79,12 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
           ? await pool.query({ name: 'list-first', text: LIST_FIRST_PAGE, values: [userId, userId, limit] })
           : await pool.query({ name: 'list', text: LIST_PAGE, values: [userId, userId, limit, offset] })
       const rows = result.rows as Record<string, unknown>[]
-      const total = rows[0]?.count ?? 0
-      // The count rides on every row; undefined keeps the rows' shape and JSON.stringify leaves it out.
-      for (const row of rows) row.count = undefined
-      return send(response, 200, JSON.stringify(rows), { 'x-total-count': total as number })
+      const total = rows[0]?.total ?? 0
+      // An empty page is one row with no task. The count rides on every row; undefined keeps the rows' shape and
+      // JSON.stringify leaves it out.
+      const page = rows[0]?.id === null ? [] : rows
+      for (const row of page) row.total = undefined
+      return send(response, 200, JSON.stringify(page), { 'x-total-count': total as number })
     }
     if (method === 'POST') {
       const body = await readJson(request)

@@ -3,13 +3,21 @@
 // (bench/lib/parity.ts): when the store changes, update them here.
 
 const COLUMNS = `"id", "user_id", "title", "description", "completed", "created_at", "updated_at"`
+const PAGE_COLUMNS = `"page"."id", "page"."user_id", "page"."title", "page"."description", "page"."completed", "page"."created_at", "page"."updated_at"`
 const NEXT_UPDATED_AT = `greatest(clock_timestamp(), "tasks"."updated_at" + interval '1 millisecond')`
 
-/** GET /api/tasks?limit=n (offset 0): the page and the count from one statement. Parameters: owner, owner, limit. */
-export const LIST_FIRST_PAGE = `select ${COLUMNS}, (select count(*) from "tasks" where "tasks"."user_id" = $1) from "tasks" where "tasks"."user_id" = $2 order by "tasks"."created_at" desc, "tasks"."id" desc limit $3`
+/**
+ * GET /api/tasks with `limit` and, past the first page, `offset`: the caller's counter row (one row, 0 without one)
+ * left-joined to the page, so the count rides on every row and an empty page still gives one row, its task columns null.
+ */
+const list = (limitAndOffset: string): string =>
+  `select "total", ${PAGE_COLUMNS} from (select coalesce(max("total"), 0) as "total" from "task_counts" where "task_counts"."user_id" = $1) "counted" left join (select ${COLUMNS} from "tasks" where "tasks"."user_id" = $2 order by "tasks"."created_at" desc, "tasks"."id" desc ${limitAndOffset}) "page" on true order by "page"."created_at" desc, "page"."id" desc`
+
+/** GET /api/tasks?limit=n (offset 0). Parameters: owner, owner, limit. */
+export const LIST_FIRST_PAGE = list('limit $3')
 
 /** GET /api/tasks?limit=n&offset=m (m > 0). Parameters: owner, owner, limit, offset. */
-export const LIST_PAGE = `${LIST_FIRST_PAGE} offset $4`
+export const LIST_PAGE = list('limit $3 offset $4')
 
 /** GET /api/tasks/{id}. Parameters: owner, id. */
 export const GET = `select ${COLUMNS} from "tasks" where ("tasks"."user_id" = $1 and "tasks"."id" = $2)`

@@ -1,8 +1,8 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, count, desc, eq, getTableColumns, inArray, not, sql, type SQL } from 'drizzle-orm'
-import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
+import { and, asc, desc, eq, inArray, not, sql, type SQL } from 'drizzle-orm'
+import type { AnyPgColumn, PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
-import { tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
+import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
 import { createIdempotencyStore, type IdempotencyOptions, type OnceOutcome, type StoredResponse } from '../idempotency/idempotency-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
@@ -48,8 +48,33 @@ export interface TaskStore {
 /** What the store is built with besides the database: the idempotency clock and limits (tests inject a clock). */
 export type TaskStoreOptions = IdempotencyOptions
 
-/** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
-const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
+/** The columns the list's sort keys read: of `tasks`, or of the page selected from it. */
+interface SortColumns {
+  createdAt: AnyPgColumn
+  updatedAt: AnyPgColumn
+  title: AnyPgColumn
+}
+
+/** What each `sort` value orders by; each has an index `(user_id, key, id)` on `tasks` (src/db/schema.ts). */
+const SORT_KEYS: Record<NonNullable<TaskListQuery['sort']>, (source: SortColumns) => AnyPgColumn | SQL> = {
+  created: (source) => source.createdAt,
+  updated: (source) => source.updatedAt,
+  title: (source) => titleSortKey(source.title),
+}
+
+/** The tasks each `status` value lists (besides the owner's). */
+const STATUS_FILTERS: Record<NonNullable<TaskListQuery['status']>, SQL | undefined> = {
+  all: undefined,
+  pending: eq(tasks.completed, false),
+  completed: eq(tasks.completed, true),
+}
+
+/** How many tasks each `status` value matches, from the owner's row of `task_counts`. */
+const MATCHING_COUNT: Record<NonNullable<TaskListQuery['status']>, AnyPgColumn | SQL> = {
+  all: taskCounts.total,
+  pending: sql`${taskCounts.total} - ${taskCounts.completed}`,
+  completed: taskCounts.completed,
+}
 
 /**
  * The next `updated_at`: now, but always at least 1 ms past the previous value, so that it visibly
@@ -116,27 +141,44 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
 
   return {
     async listForOwner(ownerId, query) {
-      const filter = and(
-        eq(tasks.userId, ownerId),
-        query.status === 'pending' ? eq(tasks.completed, false) : query.status === 'completed' ? eq(tasks.completed, true) : undefined,
-      )
+      const status = query.status ?? 'all'
       const sortKey = query.sort ?? 'created'
       const direction = (query.order ?? (sortKey === 'title' ? 'asc' : 'desc')) === 'asc' ? asc : desc
-      const offset = query.offset ?? 0
-      // One statement gives the page and the count from one snapshot: the count is an uncorrelated
-      // subquery, which PostgreSQL evaluates once per statement, not once per row.
-      const rows = await db
-        .select({ ...getTableColumns(tasks), total: sql<number>`(select count(*) from ${tasks} where ${filter})`.mapWith(Number) })
+      // The count is the owner's counter row (kept by triggers, src/db/schema.ts), not a count(*) of their tasks, so
+      // it costs one primary-key probe at any size. An aggregate without GROUP BY gives exactly one row, 0 when the
+      // owner has no counter, so a page past the end still has a row to carry it: one statement, one snapshot.
+      const counted = db
+        .select({ total: sql<number>`coalesce(max(${MATCHING_COUNT[status]}), 0)`.as('total') })
+        .from(taskCounts)
+        .where(eq(taskCounts.userId, ownerId))
+        .as('counted')
+      const page = db
+        .select()
         .from(tasks)
-        .where(filter)
-        .orderBy(direction(SORT_KEYS[sortKey]), direction(tasks.id))
+        .where(and(eq(tasks.userId, ownerId), STATUS_FILTERS[status]))
+        .orderBy(direction(SORT_KEYS[sortKey](tasks)), direction(tasks.id))
         .limit(query.limit ?? 100)
-        .offset(offset)
-      if (rows[0] !== undefined) return { tasks: rows.map(toTask), total: rows[0].total }
-      // A page past the end has no row to carry the count: only then is it a statement of its own.
-      if (offset === 0) return { tasks: [], total: 0 }
-      const [counted] = await db.select({ total: count() }).from(tasks).where(filter)
-      return { tasks: [], total: counted?.total ?? 0 }
+        .offset(query.offset ?? 0)
+        .as('page')
+      const rows = await db
+        .select({
+          total: counted.total,
+          task: {
+            id: page.id,
+            userId: page.userId,
+            title: page.title,
+            description: page.description,
+            completed: page.completed,
+            createdAt: page.createdAt,
+            updatedAt: page.updatedAt,
+          },
+        })
+        .from(counted)
+        .leftJoin(page, sql`true`)
+        // A join keeps no order of its own: the page is sorted again, a few hundred rows at most.
+        .orderBy(direction(SORT_KEYS[sortKey](page)), direction(page.id))
+      const tasksOfPage = rows.flatMap((row) => (row.task === null ? [] : [toTask(row.task)]))
+      return { tasks: tasksOfPage, total: rows[0]?.total ?? 0 }
     },
 
     async getForOwner(ownerId, taskId) {

@@ -76,9 +76,9 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const offset = Number(query.get('offset') ?? 0)
       const result = await pool.query({ name: 'list', text: LIST, values: [userId, userId, limit, offset] })
       const rows = result.rows as Record<string, unknown>[]
-      const total = rows[0]?.count ?? 0
+      const total = rows[0]?.coalesce ?? 0
       // The count rides on every row; undefined keeps the rows' shape and JSON.stringify leaves it out.
-      for (const row of rows) row.count = undefined
+      for (const row of rows) row.coalesce = undefined
       return send(response, 200, JSON.stringify(rows), { 'x-total-count': total as number })
     }
     if (method === 'POST') {

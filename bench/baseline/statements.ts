@@ -5,8 +5,11 @@
 const COLUMNS = `"id", "user_id", "title", "description", "completed", "created_at", "updated_at"`
 const NEXT_UPDATED_AT = `greatest(clock_timestamp(), "tasks"."updated_at" + interval '1 millisecond')`
 
-/** GET /api/tasks?limit=n&offset=m: the page and the count from one statement. Parameters: owner, owner, limit, offset (0 for the first page). */
-export const LIST = `select ${COLUMNS}, (select count(*) from "tasks" where "tasks"."user_id" = $1) from "tasks" where "tasks"."user_id" = $2 order by "tasks"."created_at" desc, "tasks"."id" desc limit $3 offset $4`
+/**
+ * GET /api/tasks?limit=n&offset=m: the page and the count (the owner's row of task_counts, 0 without one) from one
+ * statement. Parameters: owner, owner, limit, offset (0 for the first page). The count's column is named "coalesce".
+ */
+export const LIST = `select ${COLUMNS}, coalesce((select "total" from "task_counts" where "task_counts"."user_id" = $1), 0) from "tasks" where "tasks"."user_id" = $2 order by "tasks"."created_at" desc, "tasks"."id" desc limit $3 offset $4`
 
 /** GET /api/tasks/{id}. Parameters: owner, id. */
 export const GET = `select ${COLUMNS} from "tasks" where ("tasks"."user_id" = $1 and "tasks"."id" = $2)`

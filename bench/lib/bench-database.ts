@@ -92,19 +92,32 @@ export async function openPgliteForSeeding(dataDir: string): Promise<PGlite> {
 
 /**
  * Empties `tasks` and inserts `users` × `tasksPerUser` rows in one statement, with fixed timestamps and
- * identities restarted, so every seed gives the same rows, ids and bodies (the parity check compares them).
+ * identities restarted, so every seed gives the same rows, ids and bodies (the parity check compares them), and
+ * checks that the triggers counted them.
  * Then VACUUM ANALYZE (fresh statistics and visibility map) and a CHECKPOINT, so no measurement inherits
  * the seed's dirty pages.
  */
 export async function seed(db: SqlRunner, users: number, tasksPerUser: number): Promise<Seed> {
   await db.query('TRUNCATE tasks RESTART IDENTITY')
   await insertUsers(db, 0, users, tasksPerUser)
-  await db.query('VACUUM ANALYZE tasks')
+  await assertCountsExact(db)
+  await db.query('VACUUM ANALYZE tasks, task_counts')
   await db.query('CHECKPOINT')
   const rows = await db.query<{ user_id: string; ids: (number | string)[] }>(
     'SELECT user_id, array_agg(id ORDER BY id) AS ids FROM tasks GROUP BY user_id ORDER BY user_id',
   )
   return { userIds: rows.rows.map((row) => row.user_id), taskIds: rows.rows.map((row) => row.ids.map(Number)) }
+}
+
+/**
+ * Throws unless `task_counts` (kept by triggers, which the seed's TRUNCATE and INSERT fire) holds exactly each user's
+ * count of tasks: the parity check cannot see a wrong count, since the service and the baseline read the same row.
+ */
+async function assertCountsExact(db: SqlRunner): Promise<void> {
+  const counted = `SELECT user_id, count(*)::int AS total, (count(*) FILTER (WHERE completed))::int AS completed FROM tasks GROUP BY user_id`
+  const kept = `SELECT user_id, total, completed FROM task_counts WHERE total <> 0 OR completed <> 0`
+  const { rows } = await db.query<{ user_id: string }>(`(${counted} EXCEPT ${kept}) UNION (${kept} EXCEPT ${counted}) LIMIT 5`)
+  if (rows.length > 0) throw new Error(`task_counts is wrong for ${rows.map((row) => row.user_id).join(', ')}`)
 }
 
 /**

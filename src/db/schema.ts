@@ -1,6 +1,18 @@
 // The Drizzle tables; drizzle-kit generates migrations/ from this file (npm run db:generate).
 import { sql, type SQL } from 'drizzle-orm'
-import { bigint, boolean, index, jsonb, pgTable, primaryKey, smallint, timestamp, varchar, type AnyPgColumn } from 'drizzle-orm/pg-core'
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  smallint,
+  timestamp,
+  varchar,
+  type AnyPgColumn,
+} from 'drizzle-orm/pg-core'
 
 /**
  * One row per task. The primary key leads with `user_id` so the table can be distributed by owner
@@ -29,6 +41,23 @@ export const tasks = pgTable(
     index('tasks_user_updated_idx').on(table.userId, table.updatedAt, table.id),
     index('tasks_user_title_idx').on(table.userId, titleSortKey(table.title), table.id),
   ],
+)
+
+/**
+ * How many tasks each user has, in all and completed: the list's `X-Total-Count` reads one row of it instead of
+ * counting the user's tasks, so a list costs the same at 50 tasks as at 100,000. Kept exact by triggers on `tasks`
+ * (migrations/0003_maintain_task_counts.sql), in the transaction of every write and nowhere else; no code writes it.
+ * A user's row appears with their first task and stays (at zero) after their last one is deleted. The primary key is
+ * `user_id`, so the row lives with the user's tasks when tables are distributed by owner.
+ */
+export const taskCounts = pgTable(
+  'task_counts',
+  {
+    userId: varchar('user_id', { length: 255 }).notNull(),
+    total: integer('total').notNull(),
+    completed: integer('completed').notNull(),
+  },
+  (table) => [primaryKey({ name: 'task_counts_pkey', columns: [table.userId] })],
 )
 
 /**

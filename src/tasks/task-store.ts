@@ -1,8 +1,8 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, count, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
-import { tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
+import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
 import { createIdempotencyStore, type IdempotencyOptions, type OnceOutcome, type StoredResponse } from '../idempotency/idempotency-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
@@ -109,10 +109,14 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   const prepareList = (status: TaskStatus, sortKey: TaskSort, order: 'asc' | 'desc', name: string) => {
     const filter = listFilter(sql.placeholder('ownerId'), status)
     const direction = order === 'asc' ? asc : desc
-    // One statement gives the page and the count from one snapshot: the count is an uncorrelated
-    // subquery, which PostgreSQL evaluates once per statement, not once per row.
+    // One statement gives the page and the count from one snapshot. The count is the owner's counter row (kept by
+    // triggers, migrations/0003), not a count(*) of their tasks, so it costs one primary-key probe at any size; it
+    // is an uncorrelated subquery, which PostgreSQL evaluates once per statement, not once per row.
     return db
-      .select({ ...getTableColumns(tasks), total: sql<number>`(select count(*) from ${tasks} where ${filter})`.mapWith(Number) })
+      .select({
+        ...getTableColumns(tasks),
+        total: sql<number>`coalesce(${matchingCount(db, sql.placeholder('ownerId'), status)}, 0)`.mapWith(Number),
+      })
       .from(tasks)
       .where(filter)
       .orderBy(direction(SORT_KEYS[sortKey]), direction(tasks.id))
@@ -203,10 +207,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
       if (rows[0] !== undefined) return { tasks: rows.map(toTask), total: rows[0].total }
       // A page past the end has no row to carry the count: only then is it a statement of its own.
       if (offset === 0) return { tasks: [], total: 0 }
-      const [counted] = await db
-        .select({ total: count() })
-        .from(tasks)
-        .where(listFilter(ownerId, query.status ?? 'all'))
+      const [counted] = await matchingCount(db, ownerId, query.status ?? 'all')
       return { tasks: [], total: counted?.total ?? 0 }
     },
 
@@ -277,6 +278,18 @@ function listFilter(owner: string | SQLWrapper, status: TaskStatus): SQL | undef
     eq(tasks.userId, owner),
     status === 'pending' ? eq(tasks.completed, false) : status === 'completed' ? eq(tasks.completed, true) : undefined,
   )
+}
+
+/** What each `status` counts in the owner's row of `task_counts`. */
+const COUNTED = {
+  all: taskCounts.total,
+  completed: taskCounts.completed,
+  pending: sql<number>`${taskCounts.total} - ${taskCounts.completed}`,
+}
+
+/** How many of the owner's tasks have `status`: a query of the owner's `task_counts` row (no row: no tasks, so no result). */
+function matchingCount(db: TasksDb, owner: string | SQLWrapper, status: TaskStatus) {
+  return db.select({ total: COUNTED[status] }).from(taskCounts).where(eq(taskCounts.userId, owner))
 }
 
 /** A new task's column values with API.md's defaults (no description, not completed). */

@@ -42,14 +42,16 @@ export interface TestDatabase {
 }
 
 /**
- * Creates a migrated, empty database (`migrate: false`: a server database with no tables yet, as on a first start).
+ * Creates a migrated, empty database (`migrate: false`: a database with no tables yet, as on a first start).
  * On the server each gets a random name, dropped by `drop()`.
  */
 export async function createTestDatabase(
   options: { poolMax?: number; statementTimeoutMs?: number; connectTimeoutMs?: number; migrate?: boolean } = {},
 ): Promise<TestDatabase> {
   if (TEST_DATABASE_URL === undefined) {
-    const database = wrapPglite((await (await migratedPgliteTemplate()).clone()) as PGlite)
+    const database = wrapPglite(
+      options.migrate === false ? await PGlite.create() : ((await (await migratedPgliteTemplate()).clone()) as PGlite),
+    )
     return { database, url: null, drop: () => database.close() }
   }
   const name = `tasks_test_${process.pid}_${randomBytes(4).toString('hex')}`

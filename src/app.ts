@@ -10,6 +10,7 @@ import { healthRoutes } from './health/health-routes.ts'
 import { answerClientError, answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import {
+  applySecurityHeaders,
   BODY_LIMIT_BYTES,
   installBodyParsing,
   installSecurity,
@@ -74,7 +75,11 @@ export async function buildApp({
     // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
     clientErrorHandler: answerClientError,
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
-    frameworkErrors: answerFrameworkError,
+    frameworkErrors: (error, request, reply) => {
+      // No hook runs before these answers: the request id and the security headers are set here (API.md: every response).
+      applySecurityHeaders(request, reply)
+      answerFrameworkError(error, request, reply)
+    },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // A response finished while the app closes ends its connection: otherwise a request that was routed before SIGTERM

@@ -217,6 +217,9 @@ void test('security headers and X-Request-Id are on every response, errors and p
     ['media type', { method: 'POST', url: '/api/tasks', headers: { ...auth, 'content-type': 'text/plain' }, payload: 'title' }, 415],
     ['malformed JSON', { method: 'POST', url: '/api/tasks', headers: json, payload: '{"title":' }, 400],
     ['too large', { method: 'POST', url: '/api/tasks', headers: json, payload: JSON.stringify({ title: 'x'.repeat(70_000) }) }, 413],
+    // Answered by Fastify's frameworkErrors before routing, where no onRequest hook runs.
+    ['undecodable URL', { method: 'GET', url: '/api/tasks/%E0%A4%A', headers: auth }, 400],
+    ['path segment too long', { method: 'GET', url: `/api/tasks/${'1'.repeat(101)}`, headers: auth }, 414],
     ['delete', { method: 'DELETE', url: `/api/tasks/${id}`, headers: auth }, 204],
     ['openapi', { method: 'GET', url: '/openapi.json' }, 200],
     ['docs', { method: 'GET', url: '/docs/' }, 200],

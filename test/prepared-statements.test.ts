@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict'
 import { test, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import pg from 'pg'
 import { buildApp } from '../src/app.ts'
 import type { Database } from '../src/db/database.ts'
 import { asUser, type TaskJson } from './helpers/api-client.ts'
@@ -94,5 +95,43 @@ if (TEST_DATABASE_URL !== undefined) {
     assert.equal(again.statusCode, 200, again.body)
     assert.equal(again.json<TaskJson>().title, 'kept')
     assert.ok((await preparedOn(database)).has('tasks_get'), 'prepared again on the new connection')
+  })
+}
+
+if (TEST_DATABASE_URL !== undefined) {
+  void test('a migration that changes a column’s type under prepared statements costs no request a 500', async (t) => {
+    // Another process (a rolling deploy) alters tasks while this one holds prepared statements on its connections:
+    // PostgreSQL then refuses each of them once with "cached plan must not change result type" (0A000), at Bind,
+    // before anything ran. Every connection of the pool holds them, so each must be dropped and the statement sent again.
+    const testDatabase = await createTestDatabase({ poolMax: 3 })
+    const app = await buildApp({ config: testConfig(), database: testDatabase.database, logStream: captureLogs().logStream })
+    t.after(async () => {
+      await app.close()
+      await testDatabase.drop()
+    })
+    const user = asUser(app, 'user-altered')
+    const created = await user.create({ title: 'kept', description: 'd' })
+    // Three concurrent rounds, so that every connection of the pool has prepared every statement used below.
+    const round = async (): Promise<number[]> =>
+      (
+        await Promise.all(
+          Array.from({ length: 3 }, async () => [
+            (await user.request('GET', `/api/tasks/${created.id}`)).statusCode,
+            (await user.request('GET', '/api/tasks?limit=5')).statusCode,
+            (await user.request('PUT', `/api/tasks/${created.id}`, { title: 'kept' })).statusCode,
+          ]),
+        )
+      ).flat()
+    assert.deepEqual(new Set(await round()), new Set([200]))
+    assert.equal(testDatabase.database.kind, 'postgres')
+    if (testDatabase.database.kind !== 'postgres') return
+    const admin = new pg.Client({ connectionString: testDatabase.database.url })
+    await admin.connect()
+    try {
+      await admin.query('alter table tasks alter column description type varchar(2000)')
+    } finally {
+      await admin.end()
+    }
+    assert.deepEqual(new Set(await round()), new Set([200]))
   })
 }

@@ -156,8 +156,22 @@ function textOf(config: unknown): string {
  * that may have reached the server is never repeated: its caller gets 503 and decides.
  */
 export function mayRetry(config: unknown, error: unknown): boolean {
-  if (error instanceof StatementNotSentError) return true
+  if (error instanceof StatementNotSentError || staleCachedPlan(error)) return true
   return lostConnection(error) && /^\s*select\b/i.test(textOf(config))
+}
+
+/**
+ * True when PostgreSQL refused a prepared statement because the tables it reads changed their row type since it was
+ * prepared on this connection (another process's migration altered a column): "cached plan must not change result
+ * type", raised at Bind, before the statement ran, so sending it again is safe even for a write. The pool drops the
+ * connection the error came from (pg releases it with the error), and the statement is prepared afresh on another.
+ */
+function staleCachedPlan(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    (error as { code?: unknown }).code === '0A000' &&
+    error.message.includes('cached plan must not change result type')
+  )
 }
 
 /** Options of `createPool`: the pg Pool's, the statement limits, and where idle connections' errors go. */
@@ -189,10 +203,17 @@ export function createPool(settings: PoolSettings): pg.Pool {
   const query = pool.query.bind(pool) as QueryFunction
   const retrying: QueryFunction = (config, values, callback) => {
     if (typeof values === 'function' || callback !== undefined || isSubmittable(config)) return query(config, values, callback)
-    return (query(config, values) as Promise<unknown>).catch((error: unknown) => {
-      if (!mayRetry(config, error)) throw error
-      return query(config, values)
-    })
+    // Once, or, for a stale prepared statement, once per pooled connection (each may hold it, and each attempt drops one).
+    const attempt = async (staleLeft: number): Promise<unknown> => {
+      try {
+        return await query(config, values)
+      } catch (error) {
+        if (staleCachedPlan(error) && staleLeft > 0) return attempt(staleLeft - 1)
+        if (!mayRetry(config, error)) throw error
+        return query(config, values)
+      }
+    }
+    return attempt(settings.max)
   }
   pool.query = retrying as unknown as typeof pool.query
   return pool

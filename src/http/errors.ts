@@ -170,8 +170,10 @@ export function installErrorHandlers(app: FastifyInstance): void {
     if (error instanceof HttpError) {
       return reply.code(error.status).headers(error.headers).send({ detail: error.detail })
     }
-    if (request.raw.destroyed) {
-      // The client went away mid-request (an aborted upload): nobody to answer, and no fault of ours.
+    if (request.raw.destroyed && !request.raw.complete) {
+      // The client went away mid-request (an aborted upload): nobody to answer, and no fault of ours. `destroyed`
+      // alone is not that: Node destroys a request as soon as its body has been read in full (autoDestroy), so every
+      // later error of a request with a body (a 422 of its schema, say) would be taken for an abort.
       request.log.info({ cause: describeCause(error) }, 'client closed the connection before the request was read')
       return reply.code(400).send({ detail: 'Request aborted' })
     }

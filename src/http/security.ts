@@ -1,7 +1,7 @@
 // What every request passes through before its route: request id, CORS, security headers, body parsing rules.
 import { randomUUID } from 'node:crypto'
 import cors from '@fastify/cors'
-import type { FastifyInstance, RawRequestDefaultExpression } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RawRequestDefaultExpression } from 'fastify'
 import { Ajv } from 'ajv'
 import helmet from 'helmet'
 import type { Config } from '../config.ts'
@@ -139,26 +139,35 @@ function isEncoded(contentEncoding: string | undefined): boolean {
   return contentEncoding !== undefined && contentEncoding.trim().toLowerCase() !== 'identity' && contentEncoding.trim() !== ''
 }
 
+// helmet's middleware is built once, at start: @fastify/helmet builds a new one on every request (about 3 % of the
+// service's CPU in the benchmark's profile). None of these headers depends on the request.
+const setSecurityHeaders = helmet({
+  // An API serves no pages but /docs (which sets its own policy): forbid everything, including framing.
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+  },
+  frameguard: { action: 'deny' },
+  referrerPolicy: { policy: 'no-referrer' },
+})
+
+/**
+ * Sets the request id and the security headers on a response (API.md "Cross-cutting": on every response). Called by
+ * the first onRequest hook, and by the answers to errors raised before routing (`frameworkErrors`), where no hook runs.
+ */
+export function applySecurityHeaders(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void = () => undefined): void {
+  reply.header('x-request-id', request.id)
+  setSecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error instanceof Error ? error : undefined))
+}
+
 /**
  * CORS for the configured origins, security headers, and the request id on every response. The headers are set
  * before CORS's hook runs, because CORS answers preflights in its own onRequest hook and hooks run in
  * registration order: so the preflight's 204 carries the security headers too.
  */
 export async function installSecurity(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
-  // helmet's middleware is built once here: @fastify/helmet builds a new one on every request (about 3 % of the
-  // service's CPU in the benchmark's profile). None of these headers depends on the request.
-  const setSecurityHeaders = helmet({
-    // An API serves no pages but /docs (which sets its own policy): forbid everything, including framing.
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
-    },
-    frameguard: { action: 'deny' },
-    referrerPolicy: { policy: 'no-referrer' },
-  })
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    setSecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error instanceof Error ? error : undefined))
+    applySecurityHeaders(request, reply, done)
   })
   await app.register(cors, {
     origin: [...config.corsOrigins],

@@ -204,16 +204,14 @@ export function createPool(settings: PoolSettings): pg.Pool {
   const retrying: QueryFunction = (config, values, callback) => {
     if (typeof values === 'function' || callback !== undefined || isSubmittable(config)) return query(config, values, callback)
     // Once, or, for a stale prepared statement, once per pooled connection (each may hold it, and each attempt drops one).
-    const attempt = async (staleLeft: number): Promise<unknown> => {
-      try {
-        return await query(config, values)
-      } catch (error) {
-        if (staleCachedPlan(error) && staleLeft > 0) return attempt(staleLeft - 1)
+    const retryAfter =
+      (staleLeft: number) =>
+      (error: unknown): Promise<unknown> => {
+        if (staleCachedPlan(error) && staleLeft > 0) return (query(config, values) as Promise<unknown>).catch(retryAfter(staleLeft - 1))
         if (!mayRetry(config, error)) throw error
-        return query(config, values)
+        return query(config, values) as Promise<unknown>
       }
-    }
-    return attempt(settings.max)
+    return (query(config, values) as Promise<unknown>).catch(retryAfter(settings.max))
   }
   pool.query = retrying as unknown as typeof pool.query
   return pool

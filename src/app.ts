@@ -7,7 +7,7 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { answerClientError, answerFrameworkError, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
+import { answerFrameworkError, clientErrorAnswerer, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import {
   applySecurityHeaders,
@@ -16,6 +16,7 @@ import {
   installSecurity,
   installValidators,
   requestIdOf,
+  SECURITY_HEADER_LINES,
   serializeRequestForLog,
 } from './http/security.ts'
 import { createTaskStore } from './tasks/task-store.ts'
@@ -73,7 +74,7 @@ export async function buildApp({
     // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
     return503OnClosing: false,
     // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
-    clientErrorHandler: answerClientError,
+    clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: (error, request, reply) => {
       // No hook runs before these answers: the request id and the security headers are set here (API.md: every response).

@@ -72,6 +72,23 @@ async function openRaw(t: TestContext, server: ChildServer): Promise<RawConnecti
 }
 
 /** The status and JSON body of the first response in raw HTTP text. */
+/**
+ * An answer written by the HTTP parser's error handler (no request, no hook) still has what API.md puts on every
+ * response: the security headers and an X-Request-Id.
+ */
+function assertParserAnswerHeaders(headers: string): void {
+  for (const header of [
+    /^x-request-id: [0-9a-f-]{36}$/im,
+    /^x-content-type-options: nosniff$/im,
+    /^referrer-policy: no-referrer$/im,
+    /^x-frame-options: DENY$/im,
+    /^content-security-policy: default-src 'none';frame-ancestors 'none'/im,
+    /^strict-transport-security: /im,
+  ]) {
+    assert.match(headers, header)
+  }
+}
+
 function parseResponse(text: string): { status: number; body: unknown; headers: string } {
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)
   const split = text.indexOf('\r\n\r\n')
@@ -110,6 +127,7 @@ describe('slow clients are cut at their time limits', () => {
     )
     assert.deepEqual(parseResponse(connection.received()).status, 408)
     assert.deepEqual(parseResponse(connection.received()).body, { detail: 'Request timeout' })
+    assertParserAnswerHeaders(parseResponse(connection.received()).headers)
     t.diagnostic(`trickled headers: cut after ${closedAfter} ms`)
   })
 
@@ -203,6 +221,7 @@ describe('oversized requests', () => {
     const answer = parseResponse(connection.received())
     assert.equal(answer.status, 431)
     assert.deepEqual(answer.body, { detail: 'Request header fields too large' })
+    assertParserAnswerHeaders(answer.headers)
   })
 })
 

@@ -1,4 +1,5 @@
 // The one place errors become responses: every error body is {"detail": …} (API.md "Errors").
+import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -141,20 +142,24 @@ const CLIENT_ERRORS: Record<string, [number, string]> = {
 /**
  * Fastify's `clientErrorHandler`, for what Node's HTTP parser refuses before there is a request to route: a header
  * section over its limit (431), a request not received within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS
- * (408), anything unparsable (400). Answers `{"detail": …}` and closes the connection.
+ * (408), anything unparsable (400). Answers `{"detail": …}` with `securityHeaderLines` (raw `Name: value\r\n` lines:
+ * no hook runs here) and a new X-Request-Id, and closes the connection.
  */
-export function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
-  if (error.code === 'ECONNRESET' || socket.destroyed) return
-  const [status, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request']
-  this.log.debug({ code: error.code, status }, 'client error before routing')
-  if (socket.writable) {
-    const body = JSON.stringify({ detail })
-    socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
-    )
+export function clientErrorAnswerer(securityHeaderLines: string) {
+  return function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return
+    const [status, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request']
+    const requestId = randomUUID()
+    this.log.debug({ code: error.code, status, reqId: requestId }, 'client error before routing')
+    if (socket.writable) {
+      const body = JSON.stringify({ detail })
+      socket.write(
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\n${securityHeaderLines}Connection: close\r\n\r\n${body}`,
+      )
+    }
+    socket.destroy()
   }
-  socket.destroy()
 }
 
 /**

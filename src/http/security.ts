@@ -1,5 +1,6 @@
 // What every request passes through before its route: request id, CORS, security headers, body parsing rules.
 import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RawRequestDefaultExpression } from 'fastify'
 import { Ajv } from 'ajv'
@@ -150,6 +151,17 @@ const setSecurityHeaders = helmet({
   frameguard: { action: 'deny' },
   referrerPolicy: { policy: 'no-referrer' },
 })
+
+/**
+ * The same security headers as raw `Name: value\r\n` lines, for the answers written straight to the socket (errors
+ * of the HTTP parser, before any request exists): helmet's middleware run once against a recorder.
+ */
+export const SECURITY_HEADER_LINES: string = (() => {
+  let lines = ''
+  const recorder = { setHeader: (name: string, value: string) => void (lines += `${name}: ${value}\r\n`), removeHeader: () => undefined }
+  setSecurityHeaders({} as IncomingMessage, recorder as unknown as ServerResponse, () => undefined)
+  return lines
+})()
 
 /**
  * Sets the request id and the security headers on a response (API.md "Cross-cutting": on every response). Called by

@@ -1,7 +1,8 @@
 // Where a service's CPU time goes, from the .cpuprofile files `npm run bench -- --profile <dir>` writes:
 // self time by package (or src/ file) and by function, and total (inclusive) time of the heaviest functions.
-// Usage: tsx bench/profile-summary.ts <file.cpuprofile | dir> [top]. A directory's main-thread profiles are read
-// (tsx's module loader runs in a worker thread with a profile of its own, which says nothing about requests).
+// Usage: tsx bench/profile-summary.ts <file.cpuprofile | dir> [top]. A directory's main-thread profiles are read:
+// a worker thread writes a profile of its own (tsx's module loader did, when the benchmark ran its servers under
+// tsx), which says nothing about requests.
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 

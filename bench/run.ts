@@ -1,6 +1,7 @@
-// npm run bench: the benchmark of issue 6. Creates a database of its own on the PostgreSQL server, starts and
-// stops the servers as child processes, loads them on loopback, writes JSON lines to bench/results/ and prints
-// the tables; every child and the database are removed at the end, and the whole run has a time limit.
+// npm run bench: the benchmark of issue 6. Builds the service and the baseline into dist/, creates a database of
+// its own on the PostgreSQL server, starts and stops the servers as child processes, loads them on loopback,
+// writes JSON lines to bench/results/ and prints the tables; every child and the database are removed at the end,
+// and the whole run has a time limit.
 // `npm run bench -- --help` lists the flags; bench/README.md explains the method and holds the results.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,7 +13,7 @@ import { parseOptions } from './lib/options.ts'
 import { killAllChildren } from './lib/processes.ts'
 import { ResultsFile } from './lib/report.ts'
 import { runScaling } from './lib/scaling.ts'
-import type { ServerSettings } from './lib/servers.ts'
+import { buildServers, type ServerSettings } from './lib/servers.ts'
 import { runSoak } from './lib/soak.ts'
 
 const argv = process.argv.slice(2)
@@ -42,6 +43,8 @@ process.on('SIGTERM', () => void abort('terminated', 143))
 
 const problems: Problems = []
 try {
+  // Every mode measures the compiled service: build it from the checked-out code first, never trust an old dist/.
+  await buildServers(workDir)
   database = await createServerDatabase(options.adminUrl)
   const version = (await database.pool.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? 'unknown'
   const environment = describeEnvironment(argv, version, options.label)

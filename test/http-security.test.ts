@@ -1,6 +1,7 @@
 // The cross-cutting rules of API.md, held over every kind of response: CORS, security headers, request ids,
 // unknown routes, the OpenAPI document and /docs, /health and /ready, and no token in any response or log line.
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
 import { test } from 'node:test'
 import { Validator } from '@seriousme/openapi-schema-validator'
@@ -59,6 +60,11 @@ function cspDirectives(header: string | string[] | number | undefined): Map<stri
     if (name !== undefined && name !== '') directives.set(name.toLowerCase(), values)
   }
   return directives
+}
+
+/** The CSP hash-source that allows an inline `<style>` or `<script>` of exactly this text. */
+function cspHashOf(text: string): string {
+  return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
 }
 
 /** API.md "Cross-cutting": the security headers and a request id, whatever the status. */
@@ -527,7 +533,7 @@ void test('/openapi.json documents the X-Total-Count header of the list', async 
   assert.deepEqual(Object.keys(headers), ['X-Total-Count'])
 })
 
-void test('/docs is an HTML page whose CSP permits its own scripts, and whose assets and document load', async (t) => {
+void test('/docs is an HTML page whose CSP permits its own scripts and inline styles, and whose assets and document load', async (t) => {
   const { app } = await buildTestApp(t)
   let url = '/docs'
   let page = await app.inject({ method: 'GET', url })
@@ -556,12 +562,33 @@ void test('/docs is an HTML page whose CSP permits its own scripts, and whose as
   const base = `http://localhost${url}`
   const assets = [...page.body.matchAll(/\b(?:src|href)="([^"]+)"/gi)].map((match) => new URL(match[1] ?? '', base))
   assert.ok(assets.some((asset) => asset.pathname.endsWith('.js')) && assets.some((asset) => asset.pathname.endsWith('.css')))
+  const scriptFiles: string[] = []
   for (const asset of assets) {
     assert.equal(asset.origin, 'http://localhost', `${asset.href} is same-origin, as the CSP requires`)
     const response = await app.inject({ method: 'GET', url: asset.pathname })
     assert.equal(response.statusCode, 200, asset.pathname)
     assert.ok(response.rawPayload.length > 0, asset.pathname)
+    if (asset.pathname.endsWith('.js')) scriptFiles.push(response.body)
   }
+
+  // Inline styles: those in the page, and the <style> elements its scripts render (React's compiled
+  // createElement("style", null, "…"): the Swagger logo's). Each is allowed by its hash, never by 'unsafe-inline',
+  // and the CSP names no hash of a style the page no longer has.
+  const styleSources = csp.get('style-src') ?? csp.get('default-src') ?? []
+  assert.ok(!styleSources.includes("'unsafe-inline'"), `style-src: ${styleSources.join(' ')}`)
+  const inlineStyles = [
+    ...[...page.body.matchAll(/<style\b[^>]*>([\s\S]*?)<\/style>/gi)].map((match) => match[1] ?? ''),
+    ...scriptFiles.flatMap((body) =>
+      [...body.matchAll(/createElement\("style",null,("(?:[^"\\]|\\.)*")\)/g)].map((match) => JSON.parse(match[1] ?? '""') as string),
+    ),
+  ]
+  assert.ok(inlineStyles.length > 0, 'the logo renders an inline style (if swagger-ui no longer does, drop its hash)')
+  for (const style of inlineStyles) assert.ok(styleSources.includes(cspHashOf(style)), `style-src allows ${JSON.stringify(style)}`)
+  assert.deepEqual(
+    styleSources.filter((source) => source.startsWith("'sha256-")).sort(),
+    [...new Set(inlineStyles.map(cspHashOf))].sort(),
+    'no hash of a style the page does not have',
+  )
 
   // The page renders the same document as /openapi.json.
   const initializer = await app.inject({ method: 'GET', url: '/docs/static/swagger-initializer.js' })

@@ -272,6 +272,9 @@ export function summaryTable(summaries: readonly Summary[]): string {
   )
 }
 
+/** The issue's RSS target, 150 MB, in the MiB the tables show: 150 × 10⁶ bytes is 143.05 MiB. */
+const PEAK_RSS_TARGET_MIB = 150e6 / 2 ** 20
+
 /** The issue's targets, each met or not by this run's medians. */
 export function targetsReport(summaries: readonly Summary[]): string {
   const lines: string[] = ['targets (issue 6):']
@@ -282,7 +285,9 @@ export function targetsReport(summaries: readonly Summary[]): string {
       lines.push(`  ${summary.scenario}: p99 ${fixed(summary.p99Ms, 2)} ms ≤ 25 ms ${summary.p99Ms <= 25 ? 'met' : 'NOT met'}`)
     }
     if (summary.scenario === 'mixed')
-      lines.push(`  mixed: peak RSS ${fixed(summary.peakRssMiB, 0)} MiB ≤ 150 MiB ${summary.peakRssMiB <= 150 ? 'met' : 'NOT met'}`)
+      lines.push(
+        `  mixed: peak RSS ${fixed(summary.peakRssMiB, 0)} MiB (${fixed((summary.peakRssMiB * 2 ** 20) / 1e6, 0)} MB) ≤ 150 MB ${summary.peakRssMiB <= PEAK_RSS_TARGET_MIB ? 'met' : 'NOT met'}`,
+      )
   }
   return lines.join('\n')
 }

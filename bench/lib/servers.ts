@@ -1,10 +1,11 @@
-// How each server under test is started: the service (src/main.ts, as in production) on PostgreSQL or on a
-// PGlite directory, and the bare baseline; each in a directory of the run's own, so no .env is read.
+// How each server under test is started: the service as production runs it (the compiled build, plain node) on
+// PostgreSQL or on a PGlite directory, and the bare baseline, compiled too; each in a directory of the run's own,
+// so no .env is read.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { freePort, startChild, stopChild, waitUntilReady, type Child } from './processes.ts'
+import { freePort, startChild, stopChild, tail, waitUntilReady, type Child } from './processes.ts'
 import { REPO_ROOT } from './options.ts'
 
 export type Target = 'service' | 'baseline' | 'service-pglite'
@@ -12,8 +13,11 @@ export type Target = 'service' | 'baseline' | 'service-pglite'
 /** tsx's loader, resolved from the repository (the children run in other directories). */
 export const TSX_LOADER = import.meta.resolve('tsx')
 export const TSX_CLI = join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs')
+/** What `npm start` runs (under tsx): the startup measurement's entry. */
 export const SERVICE_MAIN = join(REPO_ROOT, 'src/main.ts')
-const BASELINE_MAIN = join(REPO_ROOT, 'bench/baseline/server.ts')
+/** What `npm run start:prod` runs: the measured service's entry, compiled by `buildServers`. */
+const SERVICE_BUILD = join(REPO_ROOT, 'dist/src/main.js')
+const BASELINE_BUILD = join(REPO_ROOT, 'dist/bench/baseline/server.js')
 const CAPTURE_SQL = fileURLToPath(new URL('./capture-sql.ts', import.meta.url))
 
 /** The HS256 secret of one run: random, and long enough for NODE_ENV=production. */
@@ -55,6 +59,25 @@ export function serviceEnv(port: number, settings: ServerSettings, databaseUrl: 
   }
 }
 
+/**
+ * Compiles the service (`npm run build`, as for production) and the baseline (bench/baseline/tsconfig.json) into
+ * dist/, once at the start of a run, so that the measured processes run the checked-out code without a loader:
+ * tsx alone holds ~100 MiB and a thread of its own. Each compiler's output goes to a file in `workDir`.
+ * @throws Error naming the command that failed, with the end of its output.
+ */
+export async function buildServers(workDir: string): Promise<void> {
+  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  const builds = [
+    { command: 'npm', args: ['run', 'build'] },
+    { command: process.execPath, args: [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'bench/baseline/tsconfig.json'] },
+  ]
+  for (const [i, { command, args }] of builds.entries()) {
+    const logFile = join(workDir, `build-${i}.log`)
+    const code = await startChild({ command, args, cwd: REPO_ROOT, env, logFile }).exited
+    if (code !== 0) throw new Error(`the build failed: \`${[command, ...args].join(' ')}\` exited with ${String(code)}:\n${tail(logFile)}`)
+  }
+}
+
 let serial = 0
 
 /**
@@ -69,10 +92,10 @@ export async function startServer(
   const port = await freePort()
   const name = `${target}-${++serial}`
   const logFile = join(settings.workDir, `${name}.log`)
-  const capture = options.captureSqlFile === undefined ? [] : ['--import', CAPTURE_SQL]
+  // The capture is TypeScript: only the parity check, which is not measured, runs under tsx's loader.
+  const capture = options.captureSqlFile === undefined ? [] : ['--import', TSX_LOADER, '--import', CAPTURE_SQL]
   const captureEnv: Record<string, string> = options.captureSqlFile === undefined ? {} : { BENCH_CAPTURE_SQL: options.captureSqlFile }
-  // One directory per measured process (not the parity check's): node writes a profile per thread, and tsx's
-  // loader runs in a worker thread of its own.
+  // One directory per measured process (not the parity check's), so that each server's profiles stay apart.
   const profile =
     settings.profileDir === null || options.captureSqlFile !== undefined
       ? []
@@ -82,7 +105,7 @@ export async function startServer(
   let env: Record<string, string>
   if (target === 'baseline') {
     cwd = settings.workDir
-    args = [...profile, '--import', TSX_LOADER, ...capture, BASELINE_MAIN]
+    args = [...profile, ...capture, BASELINE_BUILD]
     env = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOST: '127.0.0.1',
@@ -97,7 +120,7 @@ export async function startServer(
       cwd = join(settings.workDir, name)
       mkdirSync(cwd, { recursive: true })
     } else cwd = settings.pgliteDir
-    args = [...profile, '--import', TSX_LOADER, ...capture, SERVICE_MAIN]
+    args = [...profile, ...capture, SERVICE_BUILD]
     env = { ...serviceEnv(port, settings, target === 'service' ? settings.databaseUrl : undefined), ...captureEnv }
   }
   const startedAt = performance.now()

@@ -1,6 +1,6 @@
 // `npm start` on PGlite: how long until the service answers, and how much memory it holds, on a fresh data
 // directory (PGlite's initdb and the migrations) and again on the existing one.
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readlinkSync, realpathSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fixed, markdownTable, type ResultsFile } from './report.ts'
@@ -9,6 +9,20 @@ import { SERVICE_MAIN, serviceEnv, TSX_CLI, type ServerSettings } from './server
 
 /** Seconds the service is left idle after it is ready before its settled RSS is read. */
 const SETTLE_S = 3
+
+const NODE = realpathSync(process.execPath)
+
+/** The server under tsx's CLI: the CLI's descendant that runs node (not the CLI, nor an esbuild service tsx may start). */
+function serverPid(cliPid: number): number {
+  const runsNode = (pid: number): boolean => {
+    try {
+      return readlinkSync(`/proc/${pid}/exe`) === NODE
+    } catch {
+      return false
+    }
+  }
+  return processTree(cliPid).slice(1).find(runsNode) ?? cliPid
+}
 
 /**
  * Starts `tsx src/main.ts` (what `npm start` runs, without npm's own process) in a fresh directory, so its
@@ -29,11 +43,7 @@ export async function measureStartup(settings: ServerSettings, results: ResultsF
         logFile: join(settings.workDir, 'npm-start.log'),
       })
       const readyMs = Math.round(await waitUntilReady(child, `http://127.0.0.1:${port}/health`, 180_000, startedAt))
-      const server = (): { rss: number; peak: number } => {
-        // tsx's CLI runs the service in a child node process: the leaf of the tree is the server.
-        const pids = processTree(child.pid)
-        return memoryMiB(pids.at(-1) ?? child.pid) ?? { rss: NaN, peak: NaN }
-      }
+      const server = (): { rss: number; peak: number } => memoryMiB(serverPid(child.pid)) ?? { rss: NaN, peak: NaN }
       const treeRss = (): number => processTree(child.pid).reduce((sum, pid) => sum + (memoryMiB(pid)?.rss ?? 0), 0)
       const atReady = { server: server(), tree: treeRss() }
       await sleep(SETTLE_S * 1000)

@@ -4,6 +4,14 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 
 /**
+ * The one inline style the /docs page runs: the `<style>` element of the Swagger logo that swagger-ui's standalone
+ * preset renders (`.logo_small_svg__cls-2{fill:#fff}…`). Its hash allows it and nothing else, where 'unsafe-inline'
+ * would allow any; test/http-security.test.ts recomputes it from the served script, so a swagger-ui update that
+ * changes the style fails there.
+ */
+const LOGO_STYLE_HASH = "'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='"
+
+/**
  * Registers the document generator; call before any route so every route is described. OpenAPI 3.1,
  * because 3.0.3 cannot express the JSON Schema (type lists, exclusive bounds) the routes use.
  */
@@ -26,10 +34,13 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    // The page's own scripts and styles only; no upgrade of http (local development), no framing.
+    // The page's own scripts and styles only, and the logo's inline style; no upgrade of http (local development), no framing.
     staticCSP: true,
     transformStaticCSP: (header) =>
-      header.replace('upgrade-insecure-requests;', '').replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
+      header
+        .replace('upgrade-insecure-requests;', '')
+        .replace("frame-ancestors 'self'", "frame-ancestors 'none'")
+        .replace("style-src 'self'", `style-src 'self' ${LOGO_STYLE_HASH}`),
     uiConfig: { persistAuthorization: false },
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())

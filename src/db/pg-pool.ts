@@ -156,7 +156,7 @@ function textOf(config: unknown): string {
  * that may have reached the server is never repeated: its caller gets 503 and decides.
  */
 export function mayRetry(config: unknown, error: unknown): boolean {
-  if (error instanceof StatementNotSentError || staleCachedPlan(error)) return true
+  if (error instanceof StatementNotSentError) return true
   return lostConnection(error) && /^\s*select\b/i.test(textOf(config))
 }
 

@@ -107,7 +107,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   /** The list statements, one per filter and order (named after them), built on first use. */
   const listStatements = new Map<string, ReturnType<typeof prepareList>>()
   const prepareList = (status: TaskStatus, sortKey: TaskSort, order: 'asc' | 'desc', name: string) => {
-    const filter = listFilter(sql.placeholder('ownerId'), status)
+    const filter = and(eq(tasks.userId, sql.placeholder('ownerId')), STATUS_FILTERS[status])
     const direction = order === 'asc' ? asc : desc
     // One statement gives the page and the count from one snapshot. The count is the owner's counter row (kept by
     // triggers, migrations/0003), not a count(*) of their tasks, so it costs one primary-key probe at any size; it
@@ -272,12 +272,11 @@ interface UpdatedColumns {
 type TaskStatus = NonNullable<TaskListQuery['status']>
 type TaskSort = NonNullable<TaskListQuery['sort']>
 
-/** The owner's tasks with the `status` of API.md's list (`owner` a value, or a placeholder of a prepared statement). */
-function listFilter(owner: string | SQLWrapper, status: TaskStatus): SQL | undefined {
-  return and(
-    eq(tasks.userId, owner),
-    status === 'pending' ? eq(tasks.completed, false) : status === 'completed' ? eq(tasks.completed, true) : undefined,
-  )
+/** Which tasks each `status` of API.md's list matches, besides being the owner's. */
+const STATUS_FILTERS: Record<TaskStatus, SQL | undefined> = {
+  all: undefined,
+  pending: eq(tasks.completed, false),
+  completed: eq(tasks.completed, true),
 }
 
 /** What each `status` counts in the owner's row of `task_counts`. */

@@ -4,22 +4,15 @@
 -- transaction), so the backfill sees every task committed before, and the triggers catch every one after.
 LOCK TABLE "tasks" IN SHARE ROW EXCLUSIVE MODE;
 --> statement-breakpoint
--- Inserted rows, counted per user in one statement (a bulk INSERT … SELECT of millions of rows runs this once).
--- Users in order, so concurrent multi-user statements lock their counter rows in the same order and cannot deadlock.
-CREATE FUNCTION "task_counts_add_inserted"() RETURNS trigger LANGUAGE plpgsql AS $$
+-- The rows one statement inserted (added) or deleted (subtracted), counted per user in one upsert: a bulk
+-- INSERT … SELECT of millions of rows runs this once. Users in order, so concurrent multi-user statements lock their
+-- counter rows in the same order and cannot deadlock. A deleted task's user always has a row (its insert made it).
+CREATE FUNCTION "task_counts_apply_statement"() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
   INSERT INTO task_counts (user_id, total, completed)
-  SELECT user_id, count(*), count(*) FILTER (WHERE completed) FROM inserted GROUP BY user_id ORDER BY user_id
-  ON CONFLICT (user_id) DO UPDATE SET total = task_counts.total + excluded.total, completed = task_counts.completed + excluded.completed;
-  RETURN NULL;
-END
-$$;
---> statement-breakpoint
--- The same with the deleted rows subtracted: every deleted task's user has a row (its insert made it).
-CREATE FUNCTION "task_counts_subtract_deleted"() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO task_counts (user_id, total, completed)
-  SELECT user_id, -count(*), -count(*) FILTER (WHERE completed) FROM deleted GROUP BY user_id ORDER BY user_id
+  SELECT user_id, sign * count(*), sign * count(*) FILTER (WHERE completed) FROM changed GROUP BY user_id ORDER BY user_id
   ON CONFLICT (user_id) DO UPDATE SET total = task_counts.total + excluded.total, completed = task_counts.completed + excluded.completed;
   RETURN NULL;
 END
@@ -47,11 +40,11 @@ END
 $$;
 --> statement-breakpoint
 -- Statement-level with transition tables: PostgreSQL allows those on one event per trigger and without a column list.
-CREATE TRIGGER "task_counts_insert" AFTER INSERT ON "tasks" REFERENCING NEW TABLE AS inserted
-FOR EACH STATEMENT EXECUTE FUNCTION "task_counts_add_inserted"();
+CREATE TRIGGER "task_counts_insert" AFTER INSERT ON "tasks" REFERENCING NEW TABLE AS changed
+FOR EACH STATEMENT EXECUTE FUNCTION "task_counts_apply_statement"();
 --> statement-breakpoint
-CREATE TRIGGER "task_counts_delete" AFTER DELETE ON "tasks" REFERENCING OLD TABLE AS deleted
-FOR EACH STATEMENT EXECUTE FUNCTION "task_counts_subtract_deleted"();
+CREATE TRIGGER "task_counts_delete" AFTER DELETE ON "tasks" REFERENCING OLD TABLE AS changed
+FOR EACH STATEMENT EXECUTE FUNCTION "task_counts_apply_statement"();
 --> statement-breakpoint
 -- Row-level, and only when completed or the owner changes: a title edit queues no trigger call at all.
 CREATE TRIGGER "task_counts_update" AFTER UPDATE OF "completed", "user_id" ON "tasks"

@@ -6,7 +6,7 @@ import { connect } from 'node:net'
 import { test } from 'node:test'
 import { Validator } from '@seriousme/openapi-schema-validator'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
-import { buildTestApp } from './helpers/test-app.ts'
+import { buildTestApp, listenOnLoopback, rawExchange } from './helpers/test-app.ts'
 import { authHeaderFor, nowS, signHs256, TEST_SECRET, tokenFor } from './helpers/tokens.ts'
 
 const ALLOWED = 'http://localhost:3000'
@@ -307,22 +307,16 @@ void test('a request without X-Request-Id gets a generated one, and its log line
 
 void test('an X-Request-Id with raw UTF-8 bytes, sent over a real socket, is replaced', async (t) => {
   const { app, logs } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  assert.ok(address !== null && typeof address === 'object')
-  const raw = await new Promise<string>((resolve, reject) => {
-    const socket = connect(address.port, '127.0.0.1')
-    const chunks: Buffer[] = []
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-    socket.on('end', () => resolve(Buffer.concat(chunks).toString('latin1')))
-    socket.on('error', reject)
-    socket.write(
+  const port = await listenOnLoopback(app)
+  const raw = (
+    await rawExchange(
+      port,
       Buffer.from(
         'GET /health HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: req-\u00fcnic\u00f8de-\u{1F600}\r\nConnection: close\r\n\r\n',
         'utf8',
       ),
     )
-  })
+  ).toString('latin1')
   assert.match(raw, /^HTTP\/1\.1 200 /)
   const echoed = /^x-request-id: (.*)$/im.exec(raw)?.[1]?.trim() ?? ''
   assert.match(echoed, UUID)
@@ -331,21 +325,15 @@ void test('an X-Request-Id with raw UTF-8 bytes, sent over a real socket, is rep
 
 void test('two Authorization headers are 400 invalid_request (RFC 6750), whichever one a proxy would have kept', async (t) => {
   const { app } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  assert.ok(address !== null && typeof address === 'object')
+  const port = await listenOnLoopback(app)
   const [alice, bob] = [await tokenFor('user_alice_dup'), await tokenFor('user_bob_dup')]
   for (const second of [`Bearer ${bob}`, `Bearer ${alice}`, 'Basic eDp5']) {
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(address.port, '127.0.0.1')
-      const chunks: Buffer[] = []
-      socket.on('data', (chunk: Buffer) => chunks.push(chunk))
-      socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')))
-      socket.on('error', reject)
-      socket.write(
+    const raw = (
+      await rawExchange(
+        port,
         `GET /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\nauthorization: ${second}\r\nConnection: close\r\n\r\n`,
       )
-    })
+    ).toString('utf8')
     assert.match(raw, /^HTTP\/1\.1 400 /, raw)
     assert.match(raw, /\r\nwww-authenticate: Bearer error="invalid_request"\r\n/i, raw)
     assert.ok(raw.endsWith('{"detail":"Send exactly one Authorization header"}'), raw)
@@ -354,12 +342,10 @@ void test('two Authorization headers are 400 invalid_request (RFC 6750), whichev
 
 void test('a client that aborts its upload is logged as such, never as a database outage', async (t) => {
   const { app, logs } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  assert.ok(address !== null && typeof address === 'object')
+  const port = await listenOnLoopback(app)
   const token = await tokenFor('user_aborting')
   await new Promise<void>((resolve, reject) => {
-    const socket = connect(address.port, '127.0.0.1', () => {
+    const socket = connect(port, '127.0.0.1', () => {
       socket.write(
         `POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title":`,
       )
@@ -381,13 +367,11 @@ void test('a client that aborts its upload is logged as such, never as a databas
 
 void test('while the server drains, the in-flight request is answered with Connection: close, and nothing answers in a foreign shape', async (t) => {
   const { app } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  assert.ok(address !== null && typeof address === 'object')
+  const port = await listenOnLoopback(app)
   const token = await tokenFor('user_closing')
   const body = '{"title":"in flight"}'
   const head = `POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`
-  const socket = connect(address.port, '127.0.0.1')
+  const socket = connect(port, '127.0.0.1')
   const chunks: Buffer[] = []
   socket.on('data', (chunk: Buffer) => chunks.push(chunk))
   const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()))

@@ -6,7 +6,7 @@ import { asc } from 'drizzle-orm'
 import type { LightMyRequestResponse } from 'fastify'
 import type { TasksDb } from '../src/db/database.ts'
 import { tasks } from '../src/db/schema.ts'
-import { buildTestApp } from './helpers/test-app.ts'
+import { buildTestApp, listenOnLoopback } from './helpers/test-app.ts'
 import { authHeaderFor } from './helpers/tokens.ts'
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
@@ -577,9 +577,7 @@ void test('over a real connection, bad bodies get the same answers as through in
   // app.inject hands Fastify a request object that is never destroyed; Node's IncomingMessage is destroyed as soon
   // as its body has been read in full, so a check of `destroyed` alone took every 422 of a body for a client abort.
   const { app } = await buildTestApp(t)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  assert.ok(address !== null && typeof address === 'object')
+  const port = await listenOnLoopback(app)
   const owner = await authHeaderFor('user_validation_socket')
   const created = await app.inject({ method: 'POST', url: '/api/tasks', headers: owner, payload: { title: 'Target task' } })
   assert.equal(created.statusCode, 201, created.body)
@@ -592,7 +590,7 @@ void test('over a real connection, bad bodies get the same answers as through in
     const url = probe.url.replace('{id}', String(id))
     const headers = { ...owner, 'content-type': probe.contentType ?? JSON_TYPE }
     const viaInject = await app.inject({ method: probe.method, url, headers, payload: probe.body })
-    const viaSocket = await fetch(`http://127.0.0.1:${address.port}${url}`, { method: probe.method, headers, body: probe.body })
+    const viaSocket = await fetch(`http://127.0.0.1:${port}${url}`, { method: probe.method, headers, body: probe.body })
     const text = await viaSocket.text()
     assert.equal(viaSocket.status, viaInject.statusCode, `${probe.title}: ${text}`)
     assert.deepEqual(JSON.parse(text), viaInject.json(), probe.title)

@@ -20,28 +20,9 @@ export interface LoadRequest {
 type Operation = 'list' | 'get' | 'update' | 'create' | 'toggle'
 
 /** The mixed scenario's cycle of 20: 35 % list, 35 % get, 15 % create, 15 % update, interleaved. */
-const MIXED: Operation[] = [
-  'list',
-  'get',
-  'create',
-  'list',
-  'get',
-  'update',
-  'list',
-  'get',
-  'list',
-  'get',
-  'create',
-  'list',
-  'get',
-  'update',
-  'list',
-  'get',
-  'create',
-  'list',
-  'get',
-  'update',
-]
+const MIXED = 'list get create list get update list get list get create list get update list get create list get update'.split(
+  ' ',
+) as Operation[]
 
 const JSON_TYPE = 'application/json'
 

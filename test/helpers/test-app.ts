@@ -1,4 +1,5 @@
 // buildTestApp(t): the real app on a fresh database of its own, with its log lines captured.
+import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
@@ -79,4 +80,24 @@ export async function buildTestApp(
     await testDatabase.drop()
   })
   return { app, database: testDatabase.database, logs }
+}
+
+/** Makes `app` listen on a free loopback port, for the tests that need a real socket (inject never has one); its port. */
+export async function listenOnLoopback(app: FastifyInstance): Promise<number> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  if (address === null || typeof address !== 'object') throw new Error('the app is not listening on a TCP port')
+  return address.port
+}
+
+/** Writes `request` on a new loopback connection to `port`; everything the server sent until it ended the connection. */
+export async function rawExchange(port: number, request: string | Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('end', () => resolve(Buffer.concat(chunks)))
+    socket.on('error', reject)
+    socket.write(request)
+  })
 }

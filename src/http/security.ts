@@ -37,8 +37,11 @@ const MAX_DECODING_ROUNDS = 3
 const PERCENT_ENCODED = /%[0-9A-Fa-f]{2}/
 const ALL_PERCENT_ENCODED = /%([0-9A-Fa-f]{2})/g
 
-/** Shorter than this, a part cannot hold a JWT-shaped run (8 + 1 + 8 + 1), even before it is decoded. */
-const SHORTEST_CREDENTIAL = 18
+/**
+ * A part shorter than 18 characters cannot hold a JWT-shaped run (8 + 1 + 8 + 1) nor a base64url run of 20, even
+ * before it is decoded: a URL without a longer part (most of them) is logged without looking at each part.
+ */
+const LONG_URL_PART = /[^/?#&;=,]{18}/
 
 /**
  * Fastify's `req` log serializer: method and URL, with anything token-like masked, so that a client that puts
@@ -69,6 +72,7 @@ function maskQueryParameter(parameter: string): string {
 
 /** `text` with each part between URL delimiters that looks like a credential replaced by `[redacted]`. */
 function maskCredentials(text: string): string {
+  if (!LONG_URL_PART.test(text)) return text
   return text.replace(URL_PART, (part) => (looksLikeCredential(part) ? '[redacted]' : part))
 }
 
@@ -79,7 +83,7 @@ function maskCredentials(text: string): string {
  * or non-UTF-8 sequence (which Fastify answers with 400) is logged too, and must be checked too.
  */
 function looksLikeCredential(part: string): boolean {
-  if (part.length < SHORTEST_CREDENTIAL) return false
+  if (!LONG_URL_PART.test(part)) return false
   let text = part
   for (let round = 0; round < MAX_DECODING_ROUNDS && PERCENT_ENCODED.test(text); round += 1) {
     text = text.replace(ALL_PERCENT_ENCODED, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))

@@ -30,10 +30,12 @@ export interface TokenVerifier {
 export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
 
 /**
- * How many verified HS256 tokens are remembered (issue 6's profile: WebCrypto's HMAC through jose was ~15 % of
- * the CPU of a request). About 300 bytes each, so at most a few MB; past it the oldest entry goes first.
+ * The memory the verified HS256 tokens may hold, in bytes: 8 MiB (issue 6's profile: WebCrypto's HMAC through jose
+ * was ~15 % of the CPU of a request). Counted in bytes, not entries, because a cookie-cache JWT carries the user
+ * object, whose `name` the user chooses: 10,000 tokens of 15 KB would be 150 MB. About 12,000 typical tokens of
+ * 150 characters fit, or about 540 of 15 KB; past it the oldest insertion goes first.
  */
-export const VERIFIED_TOKEN_CACHE_SIZE = 10_000
+export const VERIFIED_TOKEN_CACHE_BYTES = 8 * 1024 * 1024
 
 /** Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md rule 3). */
 const MAX_USER_ID_LENGTH = 255
@@ -66,7 +68,7 @@ export function createTokenVerifier(
           ...(options.jwksFetchTimeoutMs === undefined ? {} : { fetchTimeoutMs: options.jwksFetchTimeoutMs }),
         })
   const common = { clockTolerance: config.clockToleranceS, requiredClaims: ['exp'] }
-  const verifiedHs256 = createVerifiedTokenCache(VERIFIED_TOKEN_CACHE_SIZE)
+  const verifiedHs256 = createVerifiedTokenCache(VERIFIED_TOKEN_CACHE_BYTES)
 
   async function verifyClaims(token: string): Promise<JWTPayload> {
     let alg: unknown
@@ -126,29 +128,70 @@ function isHs256(token: string): boolean {
 }
 
 /**
+ * What one remembered token costs beyond its characters, in bytes: string headers (a token cut from its header is a
+ * slice of it, one signed in-process a concatenation of its parts), the entry object and its Map slot. Measured on
+ * Node 20 with heap statistics: 50–100 bytes for the entry and its slot, up to ~450 for a concatenated token.
+ */
+const ENTRY_OVERHEAD_BYTES = 512
+
+/** Bytes one entry holds: the token (ASCII, one byte a character, as V8 stores it), the user id (up to two), overhead. */
+function entryBytes(token: string, userId: string): number {
+  return token.length + 2 * userId.length + ENTRY_OVERHEAD_BYTES
+}
+
+/** A bounded map of verified tokens; `bytes` is what its entries hold by `entryBytes`'s count, never over the budget. */
+export interface VerifiedTokenCache {
+  /** The token's user id, while `nowMs` is before the instant it stops being valid; else undefined (and forgotten). */
+  get(token: string, nowMs: number): string | undefined
+  /** Remembers `token` until `validUntilMs` (epoch ms), dropping the oldest insertions until it fits. */
+  set(token: string, userId: string, validUntilMs: number): void
+  readonly bytes: number
+  readonly size: number
+}
+
+/**
  * Tokens already verified, each with its user id and the instant (ms) it stops being valid. Only successes
  * are kept, keyed by the whole token text, so a token not byte-for-byte identical is verified in full.
- * Bounded: past `maxEntries`, the oldest insertion is dropped (a Map iterates in insertion order).
+ * Bounded by `maxBytes`: past it, the oldest insertions are dropped (a Map iterates in insertion order), so a hit
+ * is one Map lookup and nothing more. A token that alone exceeds the budget is not remembered (none can today:
+ * Node refuses a header section over 16 KiB, 0.2 % of the default budget).
  */
-function createVerifiedTokenCache(maxEntries: number) {
+export function createVerifiedTokenCache(maxBytes: number): VerifiedTokenCache {
   const entries = new Map<string, { userId: string; validUntilMs: number }>()
+  let bytes = 0
+  const forget = (token: string, userId: string): void => {
+    entries.delete(token)
+    bytes -= entryBytes(token, userId)
+  }
   return {
-    get(token: string, nowMs: number): string | undefined {
+    get(token, nowMs) {
       const entry = entries.get(token)
       if (entry === undefined) return undefined
       // jose's rule: expired once exp <= now - leeway. Past it, verify in full, which answers "expired".
       if (nowMs >= entry.validUntilMs) {
-        entries.delete(token)
+        forget(token, entry.userId)
         return undefined
       }
       return entry.userId
     },
-    set(token: string, userId: string, validUntilMs: number): void {
-      if (entries.size >= maxEntries) {
-        const oldest = entries.keys().next()
-        if (oldest.done !== true) entries.delete(oldest.value)
+    set(token, userId, validUntilMs) {
+      const added = entryBytes(token, userId)
+      if (added > maxBytes) return
+      // Two concurrent first requests with one token both verify it and both land here: count it once.
+      const previous = entries.get(token)
+      if (previous !== undefined) forget(token, previous.userId)
+      for (const [oldest, entry] of entries) {
+        if (bytes + added <= maxBytes) break
+        forget(oldest, entry.userId)
       }
       entries.set(token, { userId, validUntilMs })
+      bytes += added
+    },
+    get bytes() {
+      return bytes
+    },
+    get size() {
+      return entries.size
     },
   }
 }

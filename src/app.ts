@@ -9,6 +9,7 @@ import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
 import { answerFrameworkError, clientErrorAnswerer, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
+import { createFramedServer, installRequestFraming, refuseDeclaredOversizedBodies } from './http/request-framing.ts'
 import {
   applySecurityHeaders,
   BODY_LIMIT_BYTES,
@@ -73,6 +74,8 @@ export async function buildApp({
     // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
     // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
     return503OnClosing: false,
+    // Node's server, with the framing rules of RFC 9112 it leaves to the application (src/http/request-framing.ts).
+    serverFactory: createFramedServer,
     // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
     clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
@@ -98,7 +101,11 @@ export async function buildApp({
   installErrorHandlers(app)
   installValidators(app)
   installBodyParsing(app)
+  // Before CORS: a request without Host is refused first. A declared body over the limit is refused after CORS (so a
+  // browser can read the 413) and before authentication (so no token makes the server read it).
+  installRequestFraming(app)
   await installSecurity(app, config)
+  refuseDeclaredOversizedBodies(app)
   await installOpenApi(app)
 
   const verifier =

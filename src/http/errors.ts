@@ -108,11 +108,14 @@ function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1)
 }
 
+/** Detail of the 413 for a body over BODY_LIMIT_BYTES, declared or streamed. */
+export const BODY_TOO_LARGE_DETAIL = 'Request body too large (limit 65536 bytes)'
+
 /** Details for Fastify's own 4xx errors (body parsing): fixed words, never the parser's message. */
 const DETAIL_OF_FASTIFY_CODE: Record<string, string> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'Malformed JSON body',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'Malformed JSON body',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'Request body too large (limit 65536 bytes)',
+  FST_ERR_CTP_BODY_TOO_LARGE: BODY_TOO_LARGE_DETAIL,
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
   FST_ERR_BAD_URL: 'Malformed URL',
   FST_ERR_MAX_PARAM_LENGTH: 'URL path segment too long',
@@ -195,33 +198,11 @@ export function installErrorHandlers(app: FastifyInstance): void {
       // The JSON parser's syntax errors (malformed JSON, a forbidden __proto__) have no Fastify code.
       const code = error.name === 'SyntaxError' ? 'FST_ERR_CTP_INVALID_JSON_BODY' : error.code
       const detail = DETAIL_OF_FASTIFY_CODE[code] ?? 'Bad request'
-      if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') closeWithLinger(reply)
       return reply.code(code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? 400 : status).send({ detail })
     }
     request.log.error({ cause: describeCause(error) }, 'unexpected error: answered 500')
     return reply.code(500).send({ detail: 'Internal server error' })
   })
-}
-
-/** How long the rest of a refused body is read and dropped after the 413, so that the client sees the answer. */
-const LINGER_MS = 2000
-
-/**
- * Ends the connection after a 413 with a "lingering close": Connection: close, then a FIN right after the response,
- * and the rest of the body read and dropped (never buffered) for at most LINGER_MS before the socket is destroyed.
- * Closing at once with the client's unread data still arriving would make the kernel answer with a reset, and a
- * client busy sending would lose the 413 itself. Without closing, Node would read the rest to reuse the connection.
- */
-function closeWithLinger(reply: FastifyReply): void {
-  reply.header('connection', 'close')
-  const socket = reply.raw.socket
-  if (socket === null) return
-  // Node's HTTP server ends a Connection: close response's socket with destroySoon(); this one lingers first.
-  socket.destroySoon = () => {
-    socket.end()
-    const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref()
-    socket.once('close', () => clearTimeout(timer))
-  }
 }
 
 /** The innermost error's name, code and message: enough to diagnose, with no SQL parameters or stack. */

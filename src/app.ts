@@ -7,6 +7,7 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
+import { connectionLimitedServerFactory } from './http/connection-limits.ts'
 import { answerFrameworkError, clientErrorAnswerer, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
 import {
@@ -70,6 +71,8 @@ export async function buildApp({
     },
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Each connection's requests one at a time, at most HTTP_MAX_PIPELINED_REQUESTS deep, sent within HTTP_SEND_TIMEOUT_MS.
+    serverFactory: connectionLimitedServerFactory(config),
     // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
     // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
     return503OnClosing: false,

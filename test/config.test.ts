@@ -49,6 +49,8 @@ void test('with no variables set, every setting has the default of API.md', () =
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,
+    maxPipelinedRequests: 32,
+    sendTimeoutMs: 30_000,
   }
   assert.deepEqual(config, expected)
   assert.ok(Object.isFrozen(config))

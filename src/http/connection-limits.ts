@@ -3,7 +3,7 @@
 // Node's HTTP server parses a whole read of pipelined requests at once and emits 'request' for each; Fastify starts
 // every one immediately, and Node queues their replies in memory, in order, pausing the socket only after the fact
 // (lib/_http_server.js: parserOnIncoming, state.outgoing). A client that pipelines thousands of requests and never
-// reads a reply made the process build and hold every reply: heap exhaustion within a minute. Here each connection
+// reads a reply would make the process build and hold every reply until its heap runs out. Here each connection
 // runs one request at a time: the next is handed to Fastify only once the previous reply has been written to the
 // network in full (its 'finish'), so a connection holds at most one reply. Requests waiting behind it are parsed
 // but not started; past `maxPipelinedRequests` of them the connection is closed. A reply that is not written in

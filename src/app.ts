@@ -7,9 +7,10 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
+import { connectionLimitedServerFactory } from './http/connection-limits.ts'
 import { answerFrameworkError, clientErrorAnswerer, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
 import { installOpenApi } from './http/openapi.ts'
-import { createFramedServer, installRequestFraming, refuseDeclaredOversizedBodies } from './http/request-framing.ts'
+import { installRequestFraming, refuseDeclaredOversizedBodies } from './http/request-framing.ts'
 import {
   applySecurityHeaders,
   BODY_LIMIT_BYTES,
@@ -71,11 +72,12 @@ export async function buildApp({
     },
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
+    // Node's server with what it leaves to the application: each connection's requests one at a time, at most
+    // HTTP_MAX_PIPELINED_REQUESTS deep, sent within HTTP_SEND_TIMEOUT_MS, none after a closing answer (RFC 9112 §9.6).
+    serverFactory: connectionLimitedServerFactory(config),
     // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
     // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
     return503OnClosing: false,
-    // Node's server, with the framing rules of RFC 9112 it leaves to the application (src/http/request-framing.ts).
-    serverFactory: createFramedServer,
     // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
     clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.

@@ -52,6 +52,13 @@ export interface Config {
   requestTimeoutMs: number
   /** `HTTP_KEEP_ALIVE_TIMEOUT_MS` (default 72000): an idle kept-alive connection is closed after this. */
   keepAliveTimeoutMs: number
+  /**
+   * `HTTP_MAX_PIPELINED_REQUESTS` (default 32): requests one connection may have sent and not yet been answered (the
+   * one being served included); one more closes the connection. A connection's requests are served one at a time.
+   */
+  maxPipelinedRequests: number
+  /** `HTTP_SEND_TIMEOUT_MS` (default 30000): a reply must be written to the network in full within this of its first byte. */
+  sendTimeoutMs: number
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -171,6 +178,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),
     // Above the 60 s idle timeout of common load balancers, so they never send on a connection being closed.
     keepAliveTimeoutMs: integer('HTTP_KEEP_ALIVE_TIMEOUT_MS', 72_000, 1, 600_000),
+    maxPipelinedRequests: integer('HTTP_MAX_PIPELINED_REQUESTS', 32, 1, 10_000),
+    sendTimeoutMs: integer('HTTP_SEND_TIMEOUT_MS', 30_000, 1, 600_000),
   }
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     problems.push(

@@ -49,6 +49,8 @@ void test('with no variables set, every setting has the default of API.md', () =
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,
+    maxPipelinedRequests: 32,
+    sendTimeoutMs: 30_000,
   }
   assert.deepEqual(config, expected)
   assert.ok(Object.isFrozen(config))
@@ -99,6 +101,8 @@ void test('every variable is read', () => {
     HTTP_HEADERS_TIMEOUT_MS: '2000',
     HTTP_REQUEST_TIMEOUT_MS: '4000',
     HTTP_KEEP_ALIVE_TIMEOUT_MS: '6000',
+    HTTP_MAX_PIPELINED_REQUESTS: '4',
+    HTTP_SEND_TIMEOUT_MS: '8000',
     DATABASE_PREPARED_STATEMENTS: 'false',
   })
   assert.deepEqual(
@@ -124,6 +128,8 @@ void test('every variable is read', () => {
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
       keepAliveTimeoutMs: 6000,
+      maxPipelinedRequests: 4,
+      sendTimeoutMs: 8000,
     },
   )
 })
@@ -187,6 +193,8 @@ void test('numbers must be plain integers within their bounds', () => {
     ['HTTP_HEADERS_TIMEOUT_MS', '0'],
     ['HTTP_REQUEST_TIMEOUT_MS', '1.5'],
     ['HTTP_KEEP_ALIVE_TIMEOUT_MS', 'forever'],
+    ['HTTP_MAX_PIPELINED_REQUESTS', '0'],
+    ['HTTP_SEND_TIMEOUT_MS', '-1'],
     ['DATABASE_PREPARED_STATEMENTS', 'yes'],
   ]
   for (const [name, value] of bad) {

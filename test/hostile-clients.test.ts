@@ -9,12 +9,15 @@ import { after, describe, test, type TestContext } from 'node:test'
 import { startServer, temporaryDirectory, waitUntil, type ChildServer, type Scope } from './helpers/child-server.ts'
 import { createTestDatabase } from './helpers/databases.ts'
 import { assertNoTokenNorStack } from './helpers/logs.ts'
+import { seedControlCharacterTasks } from './helpers/pipelining-attack.ts'
 import { tokenFor } from './helpers/tokens.ts'
 
 /** The limits of the server under test (ms): short, so that each cut shows within a few seconds. */
 const HEADERS_TIMEOUT_MS = 1000
 const REQUEST_TIMEOUT_MS = 2000
 const KEEP_ALIVE_TIMEOUT_MS = 1000
+const SEND_TIMEOUT_MS = 2000
+const MAX_PIPELINED_REQUESTS = 8
 /** Node checks the limits once a second: a cut comes within this much after its limit (plus scheduling slack). */
 const CHECK_SLACK_MS = 1000 + 2000
 
@@ -46,6 +49,8 @@ async function startLimitedServer(): Promise<ChildServer> {
         HTTP_HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
         HTTP_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
         HTTP_KEEP_ALIVE_TIMEOUT_MS: String(KEEP_ALIVE_TIMEOUT_MS),
+        HTTP_SEND_TIMEOUT_MS: String(SEND_TIMEOUT_MS),
+        HTTP_MAX_PIPELINED_REQUESTS: String(MAX_PIPELINED_REQUESTS),
       },
     }))()
   return limitedServer
@@ -222,6 +227,45 @@ describe('oversized requests', () => {
     assert.equal(answer.status, 431)
     assert.deepEqual(answer.body, { detail: 'Request header fields too large' })
     assertParserAnswerHeaders(answer.headers)
+  })
+})
+
+describe('pipelined requests whose replies are not read (issue 10)', () => {
+  const replies = (text: string): number => text.match(/HTTP\/1\.1 200 OK\r\n/g)?.length ?? 0
+
+  test('more than HTTP_MAX_PIPELINED_REQUESTS unanswered requests close the connection before any is served', async (t) => {
+    const server = await startLimitedServer()
+    const health = 'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n'
+    const atTheLimit = await openRaw(t, server)
+    atTheLimit.socket.write(health.repeat(MAX_PIPELINED_REQUESTS))
+    await waitUntil('every reply up to the limit arrived', () => replies(atTheLimit.received()) === MAX_PIPELINED_REQUESTS, 5000, 10)
+    assert.ok(!atTheLimit.socket.destroyed, 'a connection at the limit stays open')
+
+    const pastTheLimit = await openRaw(t, server)
+    pastTheLimit.socket.write(health.repeat(MAX_PIPELINED_REQUESTS + 1))
+    const closedAfter = await Promise.race([pastTheLimit.closed, delay(5000).then(() => -1)])
+    assert.ok(closedAfter >= 0, 'a connection past the limit is closed')
+    assert.equal(pastTheLimit.received(), '', 'none of its requests was served')
+  })
+
+  test('a reply the client does not read is cut at HTTP_SEND_TIMEOUT_MS, and the connection closed', async (t) => {
+    const server = await startLimitedServer()
+    const token = await tokenFor('not-reading')
+    await seedControlCharacterTasks(server.url, token, 200)
+    // 8 pages of ~1.5 MB: more than the kernel's socket buffers on loopback take from a client that does not read.
+    const connection = await openRaw(t, server)
+    connection.socket.pause()
+    connection.socket.write(
+      `GET /api/tasks?limit=200 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`.repeat(MAX_PIPELINED_REQUESTS),
+    )
+    await delay(SEND_TIMEOUT_MS + CHECK_SLACK_MS)
+    connection.socket.resume()
+    const closedAfter = await Promise.race([connection.closed, delay(5000).then(() => -1)])
+    assert.ok(closedAfter >= 0, 'the connection is closed')
+    const answered = replies(connection.received())
+    assert.ok(answered < MAX_PIPELINED_REQUESTS, `only the replies sent in time arrived (${answered})`)
+    t.diagnostic(`not reading: ${answered} of ${MAX_PIPELINED_REQUESTS} replies arrived before the cut`)
+    assertNoTokenNorStack(server.logs, [token])
   })
 })
 

@@ -77,7 +77,16 @@ for (const framing of ['content-length', 'chunked'] as const) {
  * Sends `head` then an endless body as fast as the server takes it (a client that does not stop at the answer), until
  * the server closes the connection, 3 s pass or 256 MiB are written; the answer and the bytes the server took.
  */
-async function floodAfter(t: TestContext, port: number, head: string): Promise<{ text: string; written: number; closed: boolean }> {
+/**
+ * Sends `head`, then body bytes as fast as the server takes them, up to `maxBytes` (default 256 MiB) or for 3 s, and
+ * reports what came back. `pauseAfterHeadMs` lets the server answer from the head alone before any body byte arrives.
+ */
+async function floodAfter(
+  t: TestContext,
+  port: number,
+  head: string,
+  { maxBytes = 256 * 1024 * 1024, pauseAfterHeadMs = 0 } = {},
+): Promise<{ text: string; written: number; closed: boolean }> {
   const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true })
   t.after(() => socket.destroy())
   let text = ''
@@ -87,10 +96,11 @@ async function floodAfter(t: TestContext, port: number, head: string): Promise<{
   socket.on('error', () => (closed = true)) // EPIPE / ECONNRESET: the server closed while this was still sending
   void ended.then(() => (closed = true))
   socket.write(head)
-  const chunk = Buffer.alloc(64 * 1024, 'x')
+  await delay(pauseAfterHeadMs)
   const deadline = Date.now() + 3000
   let written = 0
-  while (!closed && Date.now() < deadline && written < 256 * 1024 * 1024) {
+  while (!closed && Date.now() < deadline && written < maxBytes) {
+    const chunk = Buffer.alloc(Math.min(64 * 1024, maxBytes - written), 'x')
     if (socket.write(chunk)) written += chunk.length
     else {
       written += chunk.length
@@ -133,7 +143,8 @@ test('a request answered before its body is read (401) closes the connection ins
   const { app } = await buildTestApp(t)
   const port = await listenOnLoopback(app)
   const head = rawRequest(['POST /api/tasks HTTP/1.1', 'Host: localhost', 'Content-Type: application/json', 'Content-Length: 60000'])
-  const { text, closed } = await floodAfter(t, port, `${head}{"title": "`)
+  // The body is sent as declared, after the head has been answered: a client that keeps sending what it announced.
+  const { text, closed } = await floodAfter(t, port, `${head}{"title": "`, { maxBytes: 60000 - 11, pauseAfterHeadMs: 200 })
   const [answer] = parseResponses(text)
   assert.equal(answer?.status, 401)
   assert.match(answer.headers, /^connection: close$/im)

@@ -1,79 +1,20 @@
-// Message framing rules of RFC 9112 that Node's HTTP server leaves to the application: no request runs after a
-// response that closes its connection, an oversized or unread body is never read, `100 Continue` only for a request
-// that will be read, and a missing Host is a 400 with API.md's error body.
-import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
-import type { FastifyHttpOptions, FastifyInstance } from 'fastify'
+// Message framing rules of RFC 9112 that Node's HTTP server leaves to the application: an oversized or unread body
+// is never read, `100 Continue` only for a request that will be read, and a missing Host is a 400 with API.md's error
+// body. (No request runs after a response that closes its connection: connection-limits.ts.)
+import type { ServerResponse } from 'node:http'
+import type { FastifyInstance } from 'fastify'
 import { BODY_TOO_LARGE_DETAIL } from './errors.ts'
 import { applySecurityHeaders, BODY_LIMIT_BYTES } from './security.ts'
-
-type RequestHandler = (request: IncomingMessage, response: ServerResponse) => void
-
-/** The requests of one connection: whether one is being answered, those waiting behind it, and whether it closes. */
-interface ConnectionState {
-  answering: boolean
-  closing: boolean
-  waiting: [IncomingMessage, ServerResponse][]
-}
-
-const connections = new WeakMap<Socket, ConnectionState>()
 
 /** The responses whose request asked for `100 Continue` and has not got it yet. */
 const awaitingContinue = new WeakSet<ServerResponse>()
 
 /**
- * Fastify's `serverFactory`: the HTTP/1.1 server Fastify would build from the same options (`http`, `keepAliveTimeout`,
- * `requestTimeout`, `connectionTimeout`), with Host left to `installRequestFraming` (Node's own 400 has no body), and
- * every request passed to Fastify's `handler` one at a time per connection:
- * - a pipelined request waits until the response before it has been sent, and is dropped without running when that
- *   response closed the connection (`Connection: close`, or Node's `shouldKeepAlive` false): RFC 9112 §9.6 forbids
- *   processing further requests after `close`, and their answers could never be written;
- * - `Expect: 100-continue` is not answered by Node at once ('checkContinue'): `100 Continue` is sent by the
- *   preParsing hook, once every onRequest check (authentication included) has let the request through.
+ * Marks a request that came with `Expect: 100-continue` (the server's 'checkContinue', for which Node sends nothing
+ * itself): `installRequestFraming`'s preParsing hook sends `100 Continue` once every onRequest check has let it through.
  */
-export function createFramedServer(handler: RequestHandler, options: FastifyHttpOptions<Server>): Server {
-  const serverOptions: ServerOptions = { ...(options.http ?? {}), requireHostHeader: false }
-  const dispatch: RequestHandler = (request, response) => {
-    const socket = request.socket
-    let state = connections.get(socket)
-    if (state === undefined) {
-      state = { answering: false, closing: false, waiting: [] }
-      connections.set(socket, state)
-    }
-    if (state.closing) return
-    if (state.answering) state.waiting.push([request, response])
-    else answer(state, request, response)
-  }
-  const answer = (state: ConnectionState, request: IncomingMessage, response: ServerResponse): void => {
-    state.answering = true
-    let settled = false
-    const settle = (): void => {
-      if (settled) return
-      settled = true
-      state.answering = false
-      if (!response.writableFinished || closesConnection(response)) state.closing = true
-      const next = state.closing ? undefined : state.waiting.shift()
-      if (state.closing) state.waiting.length = 0
-      if (next !== undefined) answer(state, ...next)
-    }
-    response.once('finish', settle).once('close', settle)
-    handler(request, response)
-  }
-  const server = createServer(serverOptions, dispatch)
-  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
-    awaitingContinue.add(response)
-    dispatch(request, response)
-  })
-  if (options.keepAliveTimeout !== undefined) server.keepAliveTimeout = options.keepAliveTimeout
-  if (options.requestTimeout !== undefined) server.requestTimeout = options.requestTimeout
-  if (options.connectionTimeout !== undefined) server.setTimeout(options.connectionTimeout)
-  return server
-}
-
-/** True when a sent response ended its connection: `Connection: close` set by a hook, or decided by Node. */
-function closesConnection(response: ServerResponse): boolean {
-  const connection = response.getHeader('connection')
-  return !response.shouldKeepAlive || (typeof connection === 'string' && /\bclose\b/i.test(connection))
+export function awaitContinue(response: ServerResponse): void {
+  awaitingContinue.add(response)
 }
 
 /** Detail of the 400 for an HTTP/1.1 request without Host (RFC 9112 §3.2). */

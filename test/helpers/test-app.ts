@@ -33,6 +33,8 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,
+    maxPipelinedRequests: 32,
+    sendTimeoutMs: 30_000,
     ...overrides,
   }
 }

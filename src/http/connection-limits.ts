@@ -1,0 +1,148 @@
+// A bound on what one connection can make the process hold (README "Failure behaviour", issue 10).
+//
+// Node's HTTP server parses a whole read of pipelined requests at once and emits 'request' for each; Fastify starts
+// every one immediately, and Node queues their replies in memory, in order, pausing the socket only after the fact
+// (lib/_http_server.js: parserOnIncoming, state.outgoing). A client that pipelines thousands of requests and never
+// reads a reply would make the process build and hold every reply until its heap runs out. Here each connection
+// runs one request at a time: the next is handed to Fastify only once the previous reply has been written to the
+// network in full (its 'finish'), so a connection holds at most one reply. Requests waiting behind it are parsed
+// but not started; past `maxPipelinedRequests` of them the connection is closed. A reply that is not written in
+// full within `sendTimeoutMs` of its first byte (the client is not reading) closes the connection too. Once a reply
+// closes its connection (`Connection: close`, or Node's `shouldKeepAlive` false), the requests behind it are dropped
+// without running: RFC 9112 §9.6 forbids processing them, and their answers could never be written.
+import { createServer, type IncomingMessage, type RequestListener, type ServerOptions, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyServerFactory } from 'fastify'
+import { awaitContinue } from './request-framing.ts'
+
+/** The limits, from `Config` (HTTP_MAX_PIPELINED_REQUESTS, HTTP_SEND_TIMEOUT_MS). */
+export interface ConnectionLimits {
+  /** Requests one connection may have received and not yet been answered (the one being served included). */
+  maxPipelinedRequests: number
+  /** Ms a reply may take to be written to the network in full once its head is written; then the connection closes. */
+  sendTimeoutMs: number
+}
+
+/** How often the replies being sent are checked against `sendTimeoutMs`: a cut comes within this much of it. */
+const SEND_CHECK_INTERVAL_MS = 1000
+
+/** One connection's requests: the one being served (if any) and those parsed behind it, in order. */
+interface ConnectionQueue {
+  /** True while a request is with the handler (until its reply is written in full). */
+  serving: boolean
+  /** True between the first request of a read and the serving of it (see below). */
+  starting: boolean
+  /** True once a reply closed the connection: nothing more is served on it. */
+  closing: boolean
+  waiting: [IncomingMessage, ServerResponse][]
+}
+
+/** A reply being served, and when its head was first seen written (ms since the epoch; 0 while not yet). */
+interface Sending {
+  socket: Socket
+  headSeenAt: number
+}
+
+/**
+ * Fastify's `serverFactory`: the HTTP/1.1 server Fastify would make (`options.http`, `keepAliveTimeout`,
+ * `requestTimeout`, `connectionTimeout`, as lib/server.js sets them), with every connection's requests served one
+ * at a time under `limits`. Also used for the extra bindings of `localhost` (IPv4 and IPv6), which Fastify makes
+ * through the same factory. Two framing rules are left to `installRequestFraming`'s hooks: a missing Host
+ * (`requireHostHeader: false`, since Node's own 400 has no body) and `Expect: 100-continue` ('checkContinue': Node
+ * sends no `100` by itself, and the request joins its connection's queue like any other).
+ */
+export function connectionLimitedServerFactory(limits: ConnectionLimits): FastifyServerFactory {
+  return (handler, rawOptions) => {
+    // Fastify passes its own options, defaults filled in; typed loosely by Fastify, so read as they are documented.
+    const options = rawOptions as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
+    const listener = limitConnections(handler, limits)
+    const server = createServer({ ...options.http, requireHostHeader: false }, listener)
+    server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+      awaitContinue(response)
+      listener(request, response)
+    })
+    server.keepAliveTimeout = options.keepAliveTimeout
+    server.requestTimeout = options.requestTimeout
+    server.setTimeout(options.connectionTimeout)
+    return server
+  }
+}
+
+/** Wraps a 'request' listener so that each connection's requests reach it one at a time, under `limits`. */
+function limitConnections(handler: RequestListener, limits: ConnectionLimits): RequestListener {
+  const queues = new WeakMap<Socket, ConnectionQueue>()
+  const sending = new Map<ServerResponse, Sending>()
+  let checker: NodeJS.Timeout | undefined
+
+  const checkSends = (): void => {
+    const now = Date.now()
+    for (const [response, send] of sending) {
+      if (send.headSeenAt === 0) {
+        if (response.headersSent) send.headSeenAt = now
+      } else if (now - send.headSeenAt >= limits.sendTimeoutMs) {
+        sending.delete(response)
+        send.socket.destroy()
+      }
+    }
+    if (sending.size === 0) {
+      clearInterval(checker)
+      checker = undefined
+    }
+  }
+
+  const serveNext = (socket: Socket, queue: ConnectionQueue): void => {
+    if (queue.closing) queue.waiting.length = 0
+    const next = queue.waiting.shift()
+    queue.serving = next !== undefined && !socket.destroyed
+    if (!queue.serving || next === undefined) return
+    const [request, response] = next
+    let done = false
+    // 'finish': the whole reply is in the kernel's buffer (Node calls it back from the socket write of its last
+    // byte); 'close' also comes when the connection is lost first.
+    const finished = (): void => {
+      if (done) return
+      done = true
+      sending.delete(response)
+      if (!response.writableFinished || closesConnection(response)) queue.closing = true
+      serveNext(socket, queue)
+    }
+    response.once('finish', finished).once('close', finished)
+    sending.set(response, { socket, headSeenAt: 0 })
+    // unref: a reply still being sent does not keep the process alive (the server's connections do, if they must).
+    checker ??= setInterval(checkSends, SEND_CHECK_INTERVAL_MS).unref()
+    handler(request, response)
+  }
+
+  return (request, response) => {
+    const socket = request.socket
+    if (socket.destroyed) return // the rest of a read whose connection was closed for pipelining too deep
+    let queue = queues.get(socket)
+    if (queue === undefined) {
+      queue = { serving: false, starting: false, closing: false, waiting: [] }
+      queues.set(socket, queue)
+    }
+    if (queue.closing) return
+    if (queue.waiting.length + (queue.serving ? 1 : 0) >= limits.maxPipelinedRequests) {
+      // Only a broken or hostile client pipelines this deep (browsers do not pipeline): its replies cannot be
+      // written in order without holding them, so the connection is closed.
+      queue.waiting.length = 0
+      socket.destroy()
+      return
+    }
+    queue.waiting.push([request, response])
+    if (queue.serving || queue.starting) return
+    // Started once Node has parsed the whole read (setImmediate runs after the I/O callbacks): a read that holds more
+    // requests than the limit closes the connection before any of them has cost a database query or a reply.
+    queue.starting = true
+    setImmediate(() => {
+      queue.starting = false
+      serveNext(socket, queue)
+    })
+  }
+}
+
+/** True when a sent reply ended its connection: `Connection: close` set by a hook, or decided by Node. */
+function closesConnection(response: ServerResponse): boolean {
+  const connection = response.getHeader('connection')
+  return !response.shouldKeepAlive || (typeof connection === 'string' && /\bclose\b/i.test(connection))
+}

@@ -1,9 +1,15 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type Placeholder, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
 import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
-import { createIdempotencyStore, type IdempotencyOptions, type OnceOutcome, type StoredResponse } from '../idempotency/idempotency-store.ts'
+import {
+  createIdempotencyStore,
+  hasSqlState,
+  type IdempotencyOptions,
+  type OnceOutcome,
+  type StoredResponse,
+} from '../idempotency/idempotency-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
@@ -28,12 +34,19 @@ export type WriteOutcome<T> = T | 'not-found' | 'stale'
 export interface TaskStore {
   listForOwner(ownerId: string, query: TaskListQuery): Promise<TaskPage>
   getForOwner(ownerId: string, taskId: number): Promise<Task | null>
-  createForOwner(ownerId: string, input: TaskCreate): Promise<Task>
+  /** Creates the task, or gives 'limit-reached' (nothing written) when the owner already has `maxTasksPerUser`. */
+  createForOwner(ownerId: string, input: TaskCreate): Promise<Task | 'limit-reached'>
   /**
    * Creates the task once per `(ownerId, key)` within 24 hours (src/idempotency/idempotency-store.ts): the task and
    * the response `respond` builds for it are committed together; a repeat with the same body gets that response.
+   * 'limit-reached' as in `createForOwner`: nothing is written, and the key stays free for a retry.
    */
-  createForOwnerOnce(ownerId: string, key: string, input: TaskCreate, respond: (task: Task) => StoredResponse): Promise<OnceOutcome>
+  createForOwnerOnce(
+    ownerId: string,
+    key: string,
+    input: TaskCreate,
+    respond: (task: Task) => StoredResponse,
+  ): Promise<OnceOutcome | 'limit-reached'>
   updateForOwner(ownerId: string, taskId: number, changes: TaskUpdate, expected?: readonly TaskVersion[]): Promise<WriteOutcome<Task>>
   /** Sets `completed`, or toggles it in SQL (`NOT completed`) when `completed` is undefined. */
   completeForOwner(
@@ -54,6 +67,11 @@ export interface TaskStoreOptions extends IdempotencyOptions {
    * `max_prepared_statements = 0`). Either way Drizzle builds each statement's SQL once, not per call.
    */
   preparedStatements?: boolean
+  /**
+   * `MAX_TASKS_PER_USER` (API.md; default 0 here, no cap): a create when the owner already has this many tasks
+   * writes nothing and gives 'limit-reached'. Exact under concurrency: see `cappedInsert`.
+   */
+  maxTasksPerUser?: number
 }
 
 /** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
@@ -82,6 +100,11 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     })
     .returning()
     .prepare(nameOf('insert'))
+  const maxTasks = options.maxTasksPerUser ?? 0
+  const cappedInsertStatement =
+    maxTasks > 0
+      ? cappedInsert(db, sql.placeholder('ownerId'), insertPlaceholders, sql.placeholder('cap')).prepare(nameOf('insert_capped'))
+      : undefined
   const deleteStatement = db.delete(tasks).where(ownedByPlaceholders).returning({ id: tasks.id }).prepare(nameOf('delete'))
   /** The UPDATE statements without a version check, one per set of columns written (named after it), built on first use. */
   const updateStatements = new Map<string, ReturnType<typeof prepareUpdate>>()
@@ -217,13 +240,24 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     },
 
     async createForOwner(ownerId, input) {
-      const [row] = await insertStatement.execute({ ownerId, ...insertValues(input) })
-      if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
-      return toTask(row)
+      const values = { ownerId, ...insertValues(input) }
+      try {
+        const [row] = await (cappedInsertStatement?.execute({ ...values, cap: maxTasks }) ?? insertStatement.execute(values))
+        if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
+        return toTask(row)
+      } catch (error) {
+        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+        throw error
+      }
     },
 
     async createForOwnerOnce(ownerId, key, input, respond) {
-      return idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input)))
+      try {
+        return await idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input, maxTasks)))
+      } catch (error) {
+        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+        throw error
+      }
     },
 
     async updateForOwner(ownerId, taskId, changes, expected) {
@@ -296,12 +330,60 @@ function insertValues(input: TaskCreate): { title: string; description: string |
   return { title: input.title, description: input.description ?? null, completed: input.completed ?? false }
 }
 
-/** Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path). */
-async function insertTask(tx: TasksDb, ownerId: string, input: TaskCreate): Promise<Task> {
-  const [row] = await tx
+/** The placeholders of a prepared create: the owner and `insertValues`' fields (and `cap` for `cappedInsert`). */
+const insertPlaceholders = {
+  title: sql.placeholder('title'),
+  description: sql.placeholder('description'),
+  completed: sql.placeholder('completed'),
+}
+
+type InsertValue<T> = T | Placeholder
+
+/**
+ * One INSERT of a task that succeeds only while the owner has fewer than `cap` tasks, exact under concurrency: the
+ * statement first upserts the owner's `task_counts` row (a no-op update when it exists, a row at 0 for a first task),
+ * which locks it until commit, and reads its latest committed `total` even when that is newer than the statement's
+ * snapshot (ON CONFLICT DO UPDATE always acts on the latest row version). So concurrent creates of one owner take
+ * turns on that row, each seeing the last one's count; the trigger then adds the new task on the locked row. At the
+ * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation and writes nothing (an INSERT …
+ * SELECT could insert no row instead, but Drizzle's would have to name the identity column). Other users' creates
+ * never meet this lock.
+ */
+function cappedInsert(
+  db: TasksDb,
+  ownerId: InsertValue<string>,
+  values: { title: InsertValue<string>; description: InsertValue<string | null>; completed: InsertValue<boolean> },
+  cap: InsertValue<number>,
+) {
+  const counter = db.$with('counter').as(
+    db
+      .insert(taskCounts)
+      .values({ userId: sql`${ownerId}`, total: 0, completed: 0 })
+      .onConflictDoUpdate({ target: taskCounts.userId, set: { total: sql`${taskCounts.total}` } })
+      .returning({ total: taskCounts.total }),
+  )
+  return db
+    .with(counter)
     .insert(tasks)
-    .values({ userId: ownerId, ...insertValues(input) })
+    .values({ userId: sql`(select ${ownerId} from ${counter} where ${counter.total} < ${cap})`, ...values })
     .returning()
+}
+
+/** SQLSTATE 23502 not_null_violation: what `cappedInsert` fails with at the cap (the only NULL a create can send). */
+const NOT_NULL_VIOLATION = '23502'
+
+/**
+ * Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path); `cap` 0: no cap. At the cap
+ * it throws not_null_violation (see `cappedInsert`), which rolls back the key's claim too.
+ */
+async function insertTask(tx: TasksDb, ownerId: string, input: TaskCreate, cap: number): Promise<Task> {
+  const values = insertValues(input)
+  const [row] = await (cap > 0
+    ? cappedInsert(tx, ownerId, values, cap)
+    : tx
+        .insert(tasks)
+        .values({ userId: ownerId, ...values })
+        .returning())
   if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
   return toTask(row)
 }

@@ -130,7 +130,11 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   /** The list statements, one per filter and order (named after them), built on first use. */
   const listStatements = new Map<string, ReturnType<typeof prepareList>>()
   const prepareList = (status: TaskStatus, sortKey: TaskSort, order: 'asc' | 'desc', name: string) => {
-    const filter = and(eq(tasks.userId, sql.placeholder('ownerId')), STATUS_FILTERS[status])
+    const counted = matchingCount(db, sql.placeholder('ownerId'), status)
+    // A page past the end is known from the counter: a condition without a column of `tasks` is a one-time filter,
+    // checked before the scan, so `offset=2147483647` reads no task instead of skipping every one.
+    const beforeEnd = sql`${sql.placeholder('offset')} < coalesce(${counted}, 0)`
+    const filter = and(eq(tasks.userId, sql.placeholder('ownerId')), STATUS_FILTERS[status], beforeEnd)
     const direction = order === 'asc' ? asc : desc
     // One statement gives the page and the count from one snapshot. The count is the owner's counter row (kept by
     // triggers, migrations/0003), not a count(*) of their tasks, so it costs one primary-key probe at any size; it
@@ -138,7 +142,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     return db
       .select({
         ...getTableColumns(tasks),
-        total: sql<number>`coalesce(${matchingCount(db, sql.placeholder('ownerId'), status)}, 0)`.mapWith(Number),
+        total: sql<number>`coalesce(${counted}, 0)`.mapWith(Number),
       })
       .from(tasks)
       .where(filter)

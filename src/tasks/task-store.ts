@@ -1,5 +1,5 @@
 // The only place SQL about tasks lives. Every statement carries the owner, and every write is one statement.
-import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type Placeholder, type SQL, type SQLWrapper } from 'drizzle-orm'
+import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
 import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
@@ -10,6 +10,7 @@ import {
   type OnceOutcome,
   type StoredResponse,
 } from '../idempotency/idempotency-store.ts'
+import { cappedInsert, NOT_NULL_VIOLATION } from './task-limit-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
@@ -340,41 +341,6 @@ const insertPlaceholders = {
   description: sql.placeholder('description'),
   completed: sql.placeholder('completed'),
 }
-
-type InsertValue<T> = T | Placeholder
-
-/**
- * One INSERT of a task that succeeds only while the owner has fewer than `cap` tasks, exact under concurrency: the
- * statement first upserts the owner's `task_counts` row (a no-op update when it exists, a row at 0 for a first task),
- * which locks it until commit, and reads its latest committed `total` even when that is newer than the statement's
- * snapshot (ON CONFLICT DO UPDATE always acts on the latest row version). So concurrent creates of one owner take
- * turns on that row, each seeing the last one's count; the trigger then adds the new task on the locked row. At the
- * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation and writes nothing (an INSERT …
- * SELECT could insert no row instead, but Drizzle's would have to name the identity column). Other users' creates
- * never meet this lock.
- */
-function cappedInsert(
-  db: TasksDb,
-  ownerId: InsertValue<string>,
-  values: { title: InsertValue<string>; description: InsertValue<string | null>; completed: InsertValue<boolean> },
-  cap: InsertValue<number>,
-) {
-  const counter = db.$with('counter').as(
-    db
-      .insert(taskCounts)
-      .values({ userId: sql`${ownerId}`, total: 0, completed: 0 })
-      .onConflictDoUpdate({ target: taskCounts.userId, set: { total: sql`${taskCounts.total}` } })
-      .returning({ total: taskCounts.total }),
-  )
-  return db
-    .with(counter)
-    .insert(tasks)
-    .values({ userId: sql`(select ${ownerId} from ${counter} where ${counter.total} < ${cap})`, ...values })
-    .returning()
-}
-
-/** SQLSTATE 23502 not_null_violation: what `cappedInsert` fails with at the cap (the only NULL a create can send). */
-const NOT_NULL_VIOLATION = '23502'
 
 /**
  * Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path); `cap` 0: no cap. At the cap

@@ -75,7 +75,7 @@ export interface TaskStoreOptions extends IdempotencyOptions {
   maxTasksPerUser?: number
 }
 
-/** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
+/** What each `sort` value orders by; each has an index `(user_id, key, id)`, and `(user_id, completed, key, id)` for `status`. */
 const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
 
 /**
@@ -93,12 +93,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   const getStatement = db.select().from(tasks).where(ownedByPlaceholders).prepare(nameOf('get'))
   const insertStatement = db
     .insert(tasks)
-    .values({
-      userId: sql.placeholder('ownerId'),
-      title: sql.placeholder('title'),
-      description: sql.placeholder('description'),
-      completed: sql.placeholder('completed'),
-    })
+    .values({ userId: sql.placeholder('ownerId'), ...insertPlaceholders })
     .returning()
     .prepare(nameOf('insert'))
   const maxTasks = options.maxTasksPerUser ?? 0

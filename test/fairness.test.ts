@@ -4,7 +4,7 @@
 // Runs on PGlite and, with TEST_DATABASE_URL, on the server, where the creates really overlap.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { count, eq } from 'drizzle-orm'
+import { count, eq, sql } from 'drizzle-orm'
 import type { Database, TasksDb } from '../src/db/database.ts'
 import { taskCounts, tasks } from '../src/db/schema.ts'
 import { asUser, race, statusCounts } from './helpers/api-client.ts'
@@ -156,4 +156,21 @@ void test(`past the share a request waits DATABASE_PER_USER_WAIT_MS for a turn, 
   // A request that waits less than the bound is served: the queue hands the turn over.
   const queued = await race(10, () => send(port, 'alice', 'GET', '/api/tasks'))
   assert.deepEqual(statusCounts(queued), { 200: 10 })
+})
+
+void test(`a status-filtered page is read from an index on (user_id, completed, key, id) in every sort and order (${databaseKind})`, async (t) => {
+  const { database } = await buildTestApp(t)
+  const db = database.db
+  await db.execute(sql`insert into tasks (user_id, title, completed) select 'big', 'task ' || g, true from generate_series(1, 5000) g`)
+  await db.execute(sql`analyze tasks`)
+  const keys = { created: sql`created_at`, updated: sql`updated_at`, title: sql`lower(title) collate "C"` }
+  for (const [sort, key] of Object.entries(keys)) {
+    for (const order of [sql`asc`, sql`desc`]) {
+      const plan = await db.execute(
+        sql`explain select * from tasks where user_id = 'big' and completed = false order by ${key} ${order}, id ${order} limit 1`,
+      )
+      const text = JSON.stringify(plan.rows ?? plan)
+      assert.match(text, new RegExp(`tasks_user_completed_${sort}_idx`), `sort=${sort}: ${text}`)
+    }
+  }
 })

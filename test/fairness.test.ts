@@ -1,7 +1,8 @@
 // One user cannot starve the others: MAX_TASKS_PER_USER is exact under concurrency (with and without
 // Idempotency-Key), and DATABASE_MAX_IN_FLIGHT_PER_USER caps one user's requests in flight in a process, the rest
 // queued for DATABASE_PER_USER_WAIT_MS then refused with 429, while another user's requests still succeed.
-// The status filters have indexes that serve each sort. Runs on PGlite and, with TEST_DATABASE_URL, on the server, where the creates really overlap.
+// The status filters have indexes that serve each sort. Runs on PGlite and, with TEST_DATABASE_URL, on the server,
+// where the creates really overlap.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { count, eq, sql } from 'drizzle-orm'

@@ -3,7 +3,8 @@
 // (default the local one), with the environment given on the command line, e.g.
 //   npx tsx bench/fairness.ts                                      # the defaults (share 5 of a pool of 10)
 //   DATABASE_MAX_IN_FLIGHT_PER_USER=1000 npx tsx bench/fairness.ts # no share: what one user could take before
-// FLOOD_CONNECTIONS (120), FLOOD_SECONDS (10) and FLOOD_LIMIT (500) shape the flood. Prints one JSON line: the other user's median and p99 latency (ms), and both users' status counts.
+// FLOOD_CONNECTIONS (120), FLOOD_SECONDS (10) and FLOOD_LIMIT (500) shape the flood. Prints one JSON line: the other
+// user's median and p99 latency (ms), and both users' status counts.
 import { randomBytes } from 'node:crypto'
 import autocannon from 'autocannon'
 import pg from 'pg'
@@ -43,7 +44,8 @@ try {
     url: `${server.url}/api/tasks?limit=${floodLimit}`,
     connections,
     duration: durationS,
-    // In a worker thread: the other user's timings are taken on this thread's event loop, which the flood must not load.
+    // In a worker thread: the other user's timings are taken on this thread's event loop, which the flood must not
+    // load.
     workers: 1,
     headers: await authHeaderFor('flooder'),
   })

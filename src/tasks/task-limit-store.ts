@@ -1,4 +1,4 @@
-// MAX_TASKS_PER_USER in one statement: the create that takes the owner's counter row lock and inserts only below the cap.
+// MAX_TASKS_PER_USER in one statement: the create that locks the owner's counter row and inserts only below the cap.
 import { sql, type Placeholder } from 'drizzle-orm'
 import type { TasksDb } from '../db/database.ts'
 import { taskCounts, tasks } from '../db/schema.ts'

@@ -21,6 +21,7 @@ import {
   SECURITY_HEADER_LINES,
   serializeRequestForLog,
 } from './http/security.ts'
+import { installUserFairness } from './http/user-fairness.ts'
 import { createTaskStore } from './tasks/task-store.ts'
 import { taskRoutes } from './tasks/task-routes.ts'
 
@@ -120,6 +121,7 @@ export async function buildApp({
     // A repeat of an in-flight Idempotency-Key waits at most half the statement timeout, then gets 409 (not 503).
     inFlightWaitMs: config.statementTimeoutMs / 2,
     preparedStatements: config.preparedStatements,
+    maxTasksPerUser: config.maxTasksPerUser,
   })
 
   const migrationsPending = {
@@ -141,6 +143,8 @@ export async function buildApp({
         request.log.warn({ cause: migrationsPending }, 'database unavailable: answered 503')
         done(serviceUnavailable())
       })
+      // One user's share of the database in this process (README "Failure behaviour": fairness).
+      installUserFairness(api, { maxInFlight: config.maxInFlightPerUser, maxWaitMs: config.perUserWaitMs })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore })
     },
     { prefix: '/api' },

@@ -44,6 +44,18 @@ export interface Config {
    * before 1.21, or with `max_prepared_statements = 0`); Neon's pooler supports them.
    */
   preparedStatements: boolean
+  /** `MAX_TASKS_PER_USER` (default 10000, 0 = no cap): a create when the user already owns this many tasks is 409. */
+  maxTasksPerUser: number
+  /**
+   * `DATABASE_MAX_IN_FLIGHT_PER_USER` (default half of `DATABASE_POOL_MAX`, at least 1): one user's `/api` requests
+   * running at once in this process, so one user cannot take every pooled connection; the rest wait (see below).
+   */
+  maxInFlightPerUser: number
+  /**
+   * `DATABASE_PER_USER_WAIT_MS` (default 1000): how long a user's request over `maxInFlightPerUser` waits for one of
+   * theirs to finish before it is refused with 429 and `Retry-After: 1` (0: refused at once).
+   */
+  perUserWaitMs: number
   /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number
   /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
@@ -156,6 +168,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`)
   }
 
+  const poolMax = integer('DATABASE_POOL_MAX', 10, 1, 1000)
   const config: Config = {
     production,
     port: integer('PORT', 8000, 0, 65535),
@@ -169,10 +182,14 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     clockToleranceS: integer('JWT_CLOCK_TOLERANCE', 30, 0, 3600),
     corsOrigins,
     logLevel: logLevel as LogLevel,
-    poolMax: integer('DATABASE_POOL_MAX', 10, 1, 1000),
+    poolMax,
     statementTimeoutMs: integer('DATABASE_STATEMENT_TIMEOUT_MS', 5000, 1, 600_000),
     connectTimeoutMs: integer('DATABASE_CONNECT_TIMEOUT_MS', 5000, 1, 600_000),
     preparedStatements: boolean('DATABASE_PREPARED_STATEMENTS', true),
+    maxTasksPerUser: integer('MAX_TASKS_PER_USER', 10_000, 0, 2_147_483_647),
+    // Half the pool: a user flooding with requests leaves the other half of the connections to everyone else.
+    maxInFlightPerUser: integer('DATABASE_MAX_IN_FLIGHT_PER_USER', Math.max(1, Math.floor(poolMax / 2)), 1, 1000),
+    perUserWaitMs: integer('DATABASE_PER_USER_WAIT_MS', 1000, 0, 600_000),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     headersTimeoutMs: integer('HTTP_HEADERS_TIMEOUT_MS', 10_000, 1, 600_000),
     requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),

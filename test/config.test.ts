@@ -45,6 +45,9 @@ void test('with no variables set, every setting has the default of API.md', () =
     statementTimeoutMs: 5000,
     connectTimeoutMs: 5000,
     preparedStatements: true,
+    maxTasksPerUser: 10_000,
+    maxInFlightPerUser: 5,
+    perUserWaitMs: 1000,
     shutdownTimeoutMs: 10_000,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
@@ -104,6 +107,9 @@ void test('every variable is read', () => {
     HTTP_MAX_PIPELINED_REQUESTS: '4',
     HTTP_SEND_TIMEOUT_MS: '8000',
     DATABASE_PREPARED_STATEMENTS: 'false',
+    MAX_TASKS_PER_USER: '50',
+    DATABASE_MAX_IN_FLIGHT_PER_USER: '2',
+    DATABASE_PER_USER_WAIT_MS: '250',
   })
   assert.deepEqual(
     { ...config, jwksUrl: config.jwksUrl?.href },
@@ -124,6 +130,9 @@ void test('every variable is read', () => {
       statementTimeoutMs: 1500,
       connectTimeoutMs: 2500,
       preparedStatements: false,
+      maxTasksPerUser: 50,
+      maxInFlightPerUser: 2,
+      perUserWaitMs: 250,
       shutdownTimeoutMs: 0,
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
@@ -321,4 +330,15 @@ void test('with several bad variables the server stops with one message naming t
   assert.ok(code !== null && code !== 0, `exit code ${code}`)
   for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET']) assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
   assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
+})
+
+void test('the per-user share follows DATABASE_POOL_MAX unless set, and MAX_TASKS_PER_USER=0 means no cap', () => {
+  assert.equal(loadConfig({ DATABASE_POOL_MAX: '1' }).maxInFlightPerUser, 1)
+  assert.equal(loadConfig({ DATABASE_POOL_MAX: '40' }).maxInFlightPerUser, 20)
+  assert.equal(loadConfig({ DATABASE_POOL_MAX: '40', DATABASE_MAX_IN_FLIGHT_PER_USER: '3' }).maxInFlightPerUser, 3)
+  assert.equal(loadConfig({ MAX_TASKS_PER_USER: '0' }).maxTasksPerUser, 0)
+  assert.equal(loadConfig({ DATABASE_PER_USER_WAIT_MS: '0' }).perUserWaitMs, 0)
+  const error = configErrorOf({ MAX_TASKS_PER_USER: '-1', DATABASE_MAX_IN_FLIGHT_PER_USER: '0' })
+  assert.equal(problemsAbout(error, 'MAX_TASKS_PER_USER').length, 1)
+  assert.equal(problemsAbout(error, 'DATABASE_MAX_IN_FLIGHT_PER_USER').length, 1)
 })

@@ -154,7 +154,7 @@ function canonicalJson(value: unknown): string {
 }
 
 /** True when `error` or an error in its `cause` chain (Drizzle wraps the driver's) has SQLSTATE `code`. */
-function hasSqlState(error: unknown, code: string): boolean {
+export function hasSqlState(error: unknown, code: string): boolean {
   for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
     if ((current as { code?: unknown }).code === code) return true
   }

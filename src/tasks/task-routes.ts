@@ -30,6 +30,8 @@ const KEY_REUSED = new HttpError(422, [
 const KEY_IN_PROGRESS = new HttpError(409, 'A request with this Idempotency-Key is still in progress; retry it later', {
   'retry-after': '1',
 })
+/** API.md "Errors": a create when the user already owns `MAX_TASKS_PER_USER` tasks. */
+const TASK_LIMIT_REACHED = new HttpError(409, 'Task limit reached')
 const security = [{ bearerAuth: [] }]
 const tags = ['tasks']
 
@@ -118,7 +120,10 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
               ),
             },
           },
-          409: { ...errorResponses(409)[409], description: 'A request with the same Idempotency-Key is still in progress' },
+          409: {
+            ...errorResponses(409)[409],
+            description: 'The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress',
+          },
           ...errorResponses(400, 401, 413, 415, 422, 503),
         },
       },
@@ -126,9 +131,12 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
     async (request, reply) => {
       const key = request.headers['idempotency-key']
       if (key === undefined) {
-        return sendStored(reply, createdResponse(await taskStore.createForOwner(request.userId, request.body)))
+        const created = await taskStore.createForOwner(request.userId, request.body)
+        if (created === 'limit-reached') throw TASK_LIMIT_REACHED
+        return sendStored(reply, createdResponse(created))
       }
       const outcome = await taskStore.createForOwnerOnce(request.userId, key, request.body, createdResponse)
+      if (outcome === 'limit-reached') throw TASK_LIMIT_REACHED
       if (outcome.kind === 'mismatch') throw KEY_REUSED
       if (outcome.kind === 'in-progress') throw KEY_IN_PROGRESS
       if (outcome.kind === 'replay') reply.header('idempotent-replayed', 'true')

@@ -3,7 +3,14 @@ import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type SQL, type 
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
 import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
-import { createIdempotencyStore, type IdempotencyOptions, type OnceOutcome, type StoredResponse } from '../idempotency/idempotency-store.ts'
+import {
+  createIdempotencyStore,
+  hasSqlState,
+  type IdempotencyOptions,
+  type OnceOutcome,
+  type StoredResponse,
+} from '../idempotency/idempotency-store.ts'
+import { cappedInsert, NOT_NULL_VIOLATION } from './task-limit-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
@@ -28,12 +35,19 @@ export type WriteOutcome<T> = T | 'not-found' | 'stale'
 export interface TaskStore {
   listForOwner(ownerId: string, query: TaskListQuery): Promise<TaskPage>
   getForOwner(ownerId: string, taskId: number): Promise<Task | null>
-  createForOwner(ownerId: string, input: TaskCreate): Promise<Task>
+  /** Creates the task, or gives 'limit-reached' (nothing written) when the owner already has `maxTasksPerUser`. */
+  createForOwner(ownerId: string, input: TaskCreate): Promise<Task | 'limit-reached'>
   /**
    * Creates the task once per `(ownerId, key)` within 24 hours (src/idempotency/idempotency-store.ts): the task and
    * the response `respond` builds for it are committed together; a repeat with the same body gets that response.
+   * 'limit-reached' as in `createForOwner`: nothing is written, and the key stays free for a retry.
    */
-  createForOwnerOnce(ownerId: string, key: string, input: TaskCreate, respond: (task: Task) => StoredResponse): Promise<OnceOutcome>
+  createForOwnerOnce(
+    ownerId: string,
+    key: string,
+    input: TaskCreate,
+    respond: (task: Task) => StoredResponse,
+  ): Promise<OnceOutcome | 'limit-reached'>
   updateForOwner(ownerId: string, taskId: number, changes: TaskUpdate, expected?: readonly TaskVersion[]): Promise<WriteOutcome<Task>>
   /** Sets `completed`, or toggles it in SQL (`NOT completed`) when `completed` is undefined. */
   completeForOwner(
@@ -54,9 +68,14 @@ export interface TaskStoreOptions extends IdempotencyOptions {
    * `max_prepared_statements = 0`). Either way Drizzle builds each statement's SQL once, not per call.
    */
   preparedStatements?: boolean
+  /**
+   * `MAX_TASKS_PER_USER` (API.md; default 0 here, no cap): a create when the owner already has this many tasks
+   * writes nothing and gives 'limit-reached'. Exact under concurrency: see `cappedInsert`.
+   */
+  maxTasksPerUser?: number
 }
 
-/** What each `sort` value orders by; each has an index `(user_id, key, id)` (src/db/schema.ts). */
+/** What each `sort` value orders by; each has an index `(user_id, key, id)`, and `(user_id, completed, key, id)` for `status`. */
 const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
 
 /**
@@ -74,14 +93,14 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   const getStatement = db.select().from(tasks).where(ownedByPlaceholders).prepare(nameOf('get'))
   const insertStatement = db
     .insert(tasks)
-    .values({
-      userId: sql.placeholder('ownerId'),
-      title: sql.placeholder('title'),
-      description: sql.placeholder('description'),
-      completed: sql.placeholder('completed'),
-    })
+    .values({ userId: sql.placeholder('ownerId'), ...insertPlaceholders })
     .returning()
     .prepare(nameOf('insert'))
+  const maxTasks = options.maxTasksPerUser ?? 0
+  const cappedInsertStatement =
+    maxTasks > 0
+      ? cappedInsert(db, sql.placeholder('ownerId'), insertPlaceholders, sql.placeholder('cap')).prepare(nameOf('insert_capped'))
+      : undefined
   const deleteStatement = db.delete(tasks).where(ownedByPlaceholders).returning({ id: tasks.id }).prepare(nameOf('delete'))
   /** The UPDATE statements without a version check, one per set of columns written (named after it), built on first use. */
   const updateStatements = new Map<string, ReturnType<typeof prepareUpdate>>()
@@ -107,7 +126,11 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   /** The list statements, one per filter and order (named after them), built on first use. */
   const listStatements = new Map<string, ReturnType<typeof prepareList>>()
   const prepareList = (status: TaskStatus, sortKey: TaskSort, order: 'asc' | 'desc', name: string) => {
-    const filter = and(eq(tasks.userId, sql.placeholder('ownerId')), STATUS_FILTERS[status])
+    const counted = matchingCount(db, sql.placeholder('ownerId'), status)
+    // A page past the end is known from the counter: a condition without a column of `tasks` is a one-time filter,
+    // checked before the scan, so `offset=2147483647` reads no task instead of skipping every one.
+    const beforeEnd = sql`${sql.placeholder('offset')} < coalesce(${counted}, 0)`
+    const filter = and(eq(tasks.userId, sql.placeholder('ownerId')), STATUS_FILTERS[status], beforeEnd)
     const direction = order === 'asc' ? asc : desc
     // One statement gives the page and the count from one snapshot. The count is the owner's counter row (kept by
     // triggers, migrations/0003), not a count(*) of their tasks, so it costs one primary-key probe at any size; it
@@ -115,7 +138,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     return db
       .select({
         ...getTableColumns(tasks),
-        total: sql<number>`coalesce(${matchingCount(db, sql.placeholder('ownerId'), status)}, 0)`.mapWith(Number),
+        total: sql<number>`coalesce(${counted}, 0)`.mapWith(Number),
       })
       .from(tasks)
       .where(filter)
@@ -217,13 +240,24 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     },
 
     async createForOwner(ownerId, input) {
-      const [row] = await insertStatement.execute({ ownerId, ...insertValues(input) })
-      if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
-      return toTask(row)
+      const values = { ownerId, ...insertValues(input) }
+      try {
+        const [row] = await (cappedInsertStatement?.execute({ ...values, cap: maxTasks }) ?? insertStatement.execute(values))
+        if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
+        return toTask(row)
+      } catch (error) {
+        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+        throw error
+      }
     },
 
     async createForOwnerOnce(ownerId, key, input, respond) {
-      return idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input)))
+      try {
+        return await idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input, maxTasks)))
+      } catch (error) {
+        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+        throw error
+      }
     },
 
     async updateForOwner(ownerId, taskId, changes, expected) {
@@ -296,12 +330,25 @@ function insertValues(input: TaskCreate): { title: string; description: string |
   return { title: input.title, description: input.description ?? null, completed: input.completed ?? false }
 }
 
-/** Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path). */
-async function insertTask(tx: TasksDb, ownerId: string, input: TaskCreate): Promise<Task> {
-  const [row] = await tx
-    .insert(tasks)
-    .values({ userId: ownerId, ...insertValues(input) })
-    .returning()
+/** The placeholders of a prepared create: the owner and `insertValues`' fields (and `cap` for `cappedInsert`). */
+const insertPlaceholders = {
+  title: sql.placeholder('title'),
+  description: sql.placeholder('description'),
+  completed: sql.placeholder('completed'),
+}
+
+/**
+ * Inserts one task for `ownerId` inside the transaction `tx` (the Idempotency-Key path); `cap` 0: no cap. At the cap
+ * it throws not_null_violation (see `cappedInsert`), which rolls back the key's claim too.
+ */
+async function insertTask(tx: TasksDb, ownerId: string, input: TaskCreate, cap: number): Promise<Task> {
+  const values = insertValues(input)
+  const [row] = await (cap > 0
+    ? cappedInsert(tx, ownerId, values, cap)
+    : tx
+        .insert(tasks)
+        .values({ userId: ownerId, ...values })
+        .returning())
   if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
   return toTask(row)
 }

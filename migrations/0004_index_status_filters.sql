@@ -1,0 +1,3 @@
+CREATE INDEX "tasks_user_completed_created_idx" ON "tasks" USING btree ("user_id","completed","created_at","id");--> statement-breakpoint
+CREATE INDEX "tasks_user_completed_updated_idx" ON "tasks" USING btree ("user_id","completed","updated_at","id");--> statement-breakpoint
+CREATE INDEX "tasks_user_completed_title_idx" ON "tasks" USING btree ("user_id","completed",lower("title") collate "C","id");

@@ -46,6 +46,8 @@ export interface Config {
   preparedStatements: boolean
   /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number
+  /** True when npm runs the process (`npm start`; npm sets `npm_lifecycle_event`): it stops when npm is gone. */
+  startedByNpm: boolean
   /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
   headersTimeoutMs: number
   /** `HTTP_REQUEST_TIMEOUT_MS` (default 30000): a client must deliver a whole request, body included, within this. */
@@ -167,6 +169,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     connectTimeoutMs: integer('DATABASE_CONNECT_TIMEOUT_MS', 5000, 1, 600_000),
     preparedStatements: boolean('DATABASE_PREPARED_STATEMENTS', true),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    startedByNpm: env.npm_lifecycle_event !== undefined,
     headersTimeoutMs: integer('HTTP_HEADERS_TIMEOUT_MS', 10_000, 1, 600_000),
     requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),
     // Above the 60 s idle timeout of common load balancers, so they never send on a connection being closed.

@@ -46,6 +46,7 @@ void test('with no variables set, every setting has the default of API.md', () =
     connectTimeoutMs: 5000,
     preparedStatements: true,
     shutdownTimeoutMs: 10_000,
+    startedByNpm: false,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,
@@ -100,6 +101,7 @@ void test('every variable is read', () => {
     HTTP_REQUEST_TIMEOUT_MS: '4000',
     HTTP_KEEP_ALIVE_TIMEOUT_MS: '6000',
     DATABASE_PREPARED_STATEMENTS: 'false',
+    npm_lifecycle_event: 'start',
   })
   assert.deepEqual(
     { ...config, jwksUrl: config.jwksUrl?.href },
@@ -121,6 +123,7 @@ void test('every variable is read', () => {
       connectTimeoutMs: 2500,
       preparedStatements: false,
       shutdownTimeoutMs: 0,
+      startedByNpm: true,
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
       keepAliveTimeoutMs: 6000,

@@ -30,6 +30,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     connectTimeoutMs: 5000,
     preparedStatements: true,
     shutdownTimeoutMs: 10_000,
+    startedByNpm: false,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,

@@ -45,6 +45,22 @@ test('a full disk: the WAL that cannot grow ends the process with exit 1 and one
   assert.equal(created.status, 201)
   const { id } = (await created.json()) as { id: number }
 
+  // A table that cannot grow: 503, /health still answers, and writes work again once space is freed.
+  fillDisk(join(directory, 'filler'), 0)
+  let refused = 0
+  for (let i = 0; i < 500 && refused === 0; i++) {
+    const body = JSON.stringify({ title: `full ${i}`, description: 'd'.repeat(1000) })
+    const response = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })
+    assert.ok(response.status === 201 || response.status === 503, `201 or 503, not ${response.status}`)
+    if (response.status === 503) refused++
+    await response.arrayBuffer()
+  }
+  assert.equal(refused, 1, 'a write that meets the full disk is 503')
+  assert.equal((await fetch(`${server.url}/health`)).status, 200)
+  await rm(join(directory, 'filler'))
+  const afterSpace = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body: JSON.stringify({ title: 'space again' }) })
+  assert.equal(afterSpace.status, 201, 'space freed: writes work again, no restart')
+
   // Each update of one row writes ~1 KiB of WAL; the table and its indexes grow far less (old versions are pruned),
   // so the 4 MiB left absorb their growth while the WAL fills its 16 MiB segment and cannot create the next one.
   fillDisk(join(directory, 'filler'), 4)

@@ -41,7 +41,8 @@ async function openDatabaseOrExit(): Promise<Database> {
       onEmbeddedEnded: (error) =>
         exitWith(
           `The embedded database (${dataDir}) stopped and cannot continue in this process: ${describe(error)}. ` +
-            'What it acknowledged is on disk and is recovered at the next start: fix the cause (free disk space) and start again.',
+            'What it acknowledged is on disk and is recovered at the next start: ' +
+            'fix the cause (on a full disk: free space) and start again.',
         ),
     })
   } catch (error) {
@@ -124,5 +125,6 @@ try {
   await app.close()
   await database.close()
   const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
-  exitWith(`Cannot listen on ${config.host}:${config.port}: ${inUse ? 'the port is already in use (EADDRINUSE)' : describe(error)}`)
+  const cause = inUse ? 'the port is already in use (EADDRINUSE)' : describe(error)
+  exitWith(`Cannot listen on ${config.host}:${config.port}: ${cause}`)
 }

@@ -68,12 +68,13 @@ const PGLITE_OPTIONS: PGliteOptions = {
  */
 export async function openDatabase(target: DatabaseTarget, options: PoolOptions): Promise<Database> {
   if (target.kind === 'postgres') return openPostgres(target.url, options)
-  if (target.kind === 'pglite-memory') return wrapPglite(await PGlite.create(PGLITE_OPTIONS), undefined, options.onEmbeddedEnded)
+  const onEnded = options.onEmbeddedEnded
+  if (target.kind === 'pglite-memory') return wrapPglite(await PGlite.create(PGLITE_OPTIONS), undefined, onEnded)
   await mkdir(target.dataDir, { recursive: true })
   const dataDir = await realpath(target.dataDir)
   const lock = lockDataDir(dataDir)
   try {
-    return wrapPglite(await PGlite.create(dataDir, PGLITE_OPTIONS), () => lock.release(), options.onEmbeddedEnded)
+    return wrapPglite(await PGlite.create(dataDir, PGLITE_OPTIONS), () => lock.release(), onEnded)
   } catch (error) {
     lock.release()
     throw error

@@ -35,9 +35,10 @@ export class DatabaseEncodingError extends Error {
 }
 
 /**
- * Brings the schema up to date, after checking that the server's database is UTF8 (PGlite always is). On a PostgreSQL server, concurrent starts (several processes) take turns
- * through an advisory lock held on one connection, so no two run the same migration. That connection is its own,
- * outside the pool, so the request time limit does not apply to migrations.
+ * Brings the schema up to date, after checking that the server's database is UTF8 (PGlite always is). On a
+ * PostgreSQL server, concurrent starts (several processes) take turns through an advisory lock held on one
+ * connection, so no two run the same migration. That connection is its own, outside the pool, so the request time
+ * limit does not apply to migrations.
  * @throws DatabaseEncodingError when the server's database is not UTF8; the driver's error when the database is
  *   unreachable or a migration fails.
  */

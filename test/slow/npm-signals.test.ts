@@ -34,6 +34,19 @@ async function portIsFree(port: number): Promise<boolean> {
   })
 }
 
+/** `promise`, or a failure naming `what` once `timeoutMs` have passed. */
+async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting until ${what}`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -78,11 +91,11 @@ for (const script of ['start', 'start:prod']) {
       assert.equal(created.status, 201)
 
       npm.kill(signal)
-      const npmExit = await npmExited
+      const npmExit = await within(npmExited, 20_000, 'npm has exited')
       if (signal === 'SIGHUP') assert.equal(npmExit.signal, 'SIGHUP', 'npm itself dies of SIGHUP')
       else assert.deepEqual(npmExit, { code: 0, signal: null }, `npm exits 0: ${stderr}`)
       await waitUntil('the server has exited', () => !isRunning(serverPid), 20_000)
-      await pipeClosed
+      await within(pipeClosed, 20_000, 'every process holding npm’s output has exited')
       assert.match(stdout, /"msg":"stopped"/, 'the server drained and logged "stopped"')
       assert.equal(await portIsFree(port), true, 'the port is free')
       assert.equal(existsSync(join(directory, '.data', 'tasks-api.lock')), false, 'the data directory is unlocked')

@@ -58,6 +58,8 @@ export interface Config {
   perUserWaitMs: number
   /** `SHUTDOWN_TIMEOUT_MS` (default 10000): how long SIGTERM waits for in-flight requests. */
   shutdownTimeoutMs: number
+  /** True when npm runs the process (`npm start`; npm sets `npm_lifecycle_event`): it stops when npm is gone. */
+  startedByNpm: boolean
   /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
   headersTimeoutMs: number
   /** `HTTP_REQUEST_TIMEOUT_MS` (default 30000): a client must deliver a whole request, body included, within this. */
@@ -191,6 +193,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     maxInFlightPerUser: integer('DATABASE_MAX_IN_FLIGHT_PER_USER', Math.max(1, Math.floor(poolMax / 2)), 1, 1000),
     perUserWaitMs: integer('DATABASE_PER_USER_WAIT_MS', 1000, 0, 600_000),
     shutdownTimeoutMs: integer('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    startedByNpm: env.npm_lifecycle_event !== undefined,
     headersTimeoutMs: integer('HTTP_HEADERS_TIMEOUT_MS', 10_000, 1, 600_000),
     requestTimeoutMs: integer('HTTP_REQUEST_TIMEOUT_MS', 30_000, 1, 600_000),
     // Above the 60 s idle timeout of common load balancers, so they never send on a connection being closed.

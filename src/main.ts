@@ -1,4 +1,6 @@
-// Process entry: loadConfig → openDatabase → applyMigrations → buildApp → listen; SIGTERM drains and exits.
+// Process entry: loadConfig → openDatabase → applyMigrations → buildApp → listen; SIGTERM, SIGINT and SIGHUP drain
+// and exit. A failure at start (a locked, read-only or unusable data directory, a port in use) is one line on stderr
+// and exit 1, never a stack trace.
 // A PostgreSQL server that cannot be reached at start does not stop the start: the process listens (/health 200,
 // /ready and /api 503) and applies the migrations in the background as soon as the server answers.
 import { existsSync } from 'node:fs'
@@ -20,17 +22,33 @@ const config = loadConfigOrExit(process.env)
 // Idle pool errors (a server restart, Neon suspending) are logged, never thrown; the app's logger once it exists.
 let logIdleError = (error: Error): void => void process.stderr.write(`idle database connection failed: ${error.message}\n`)
 
+/** An error's own words on one line: Node's system errors carry their code; PGlite's file errors only an errno. */
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error)
+  const errno = (error as { errno?: unknown }).errno
+  const text = error.message === '' && typeof errno === 'number' ? `${error.name} (errno ${errno})` : error.message
+  return text.replace(/\s*\n\s*/g, ' ')
+}
+
 async function openDatabaseOrExit(): Promise<Database> {
+  const dataDir = config.database.kind === 'pglite' ? config.database.dataDir : 'memory'
   try {
     return await openDatabase(config.database, {
       poolMax: config.poolMax,
       statementTimeoutMs: config.statementTimeoutMs,
       connectTimeoutMs: config.connectTimeoutMs,
       onIdleError: (error) => logIdleError(error),
+      onEmbeddedEnded: (error) =>
+        exitWith(
+          `The embedded database (${dataDir}) stopped and cannot continue in this process: ${describe(error)}. ` +
+            'What it acknowledged is on disk and is recovered at the next start: ' +
+            'fix the cause (on a full disk: free space) and start again.',
+        ),
     })
   } catch (error) {
     if (error instanceof DataDirLockedError) exitWith(error.message)
-    throw error
+    // A PostgreSQL server is not contacted here; anything else is the embedded database's directory.
+    exitWith(`Cannot open the embedded database directory ${dataDir}: ${describe(error)}`)
   }
 }
 const database = await openDatabaseOrExit()
@@ -90,7 +108,23 @@ async function shutDown(signal: string): Promise<void> {
   app.log.info('stopped')
   process.exit(0)
 }
-process.on('SIGTERM', () => void shutDown('SIGTERM'))
-process.on('SIGINT', () => void shutDown('SIGINT'))
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => void shutDown(signal))
 
-await app.listen({ port: config.port, host: config.host })
+// Run by npm (`npm start`, exec'd by its script), the parent is npm, which forwards SIGTERM and SIGINT but dies of
+// SIGHUP, or of SIGKILL, without a word to its child: once the parent is gone, this process drains as on SIGTERM.
+if (config.startedByNpm) {
+  const parent = process.ppid
+  setInterval(() => {
+    if (process.ppid !== parent) void shutDown('parent npm exited')
+  }, 1000).unref()
+}
+
+try {
+  await app.listen({ port: config.port, host: config.host })
+} catch (error) {
+  await app.close()
+  await database.close()
+  const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE'
+  const cause = inUse ? 'the port is already in use (EADDRINUSE)' : describe(error)
+  exitWith(`Cannot listen on ${config.host}:${config.port}: ${cause}`)
+}

@@ -49,6 +49,7 @@ void test('with no variables set, every setting has the default of API.md', () =
     maxInFlightPerUser: 5,
     perUserWaitMs: 1000,
     shutdownTimeoutMs: 10_000,
+    startedByNpm: false,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,
@@ -110,6 +111,7 @@ void test('every variable is read', () => {
     MAX_TASKS_PER_USER: '50',
     DATABASE_MAX_IN_FLIGHT_PER_USER: '2',
     DATABASE_PER_USER_WAIT_MS: '250',
+    npm_lifecycle_event: 'start',
   })
   assert.deepEqual(
     { ...config, jwksUrl: config.jwksUrl?.href },
@@ -134,6 +136,7 @@ void test('every variable is read', () => {
       maxInFlightPerUser: 2,
       perUserWaitMs: 250,
       shutdownTimeoutMs: 0,
+      startedByNpm: true,
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
       keepAliveTimeoutMs: 6000,

@@ -1,5 +1,5 @@
 // Opens the one database the service uses: a PostgreSQL server through a pg Pool, or embedded PGlite.
-import { mkdir } from 'node:fs/promises'
+import { mkdir, realpath } from 'node:fs/promises'
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePg, type NodePgDatabase } from 'drizzle-orm/node-postgres'
@@ -32,6 +32,12 @@ export interface PoolOptions {
   connectTimeoutMs: number
   /** Called with errors of idle pooled connections (a server restart, Neon suspending), which must not crash the process. */
   onIdleError?: (error: Error) => void
+  /**
+   * Embedded database only: called, with its data directory already unlocked, when PostgreSQL inside PGlite ended
+   * (a FATAL or PANIC error, e.g. WAL that cannot be written on a full disk). PGlite cannot restart its backend, and
+   * its next statement would spin forever without answering, so the caller must end the process.
+   */
+  onEmbeddedEnded?: (error: Error) => void
 }
 
 /**
@@ -54,18 +60,21 @@ const PGLITE_OPTIONS: PGliteOptions = {
 }
 
 /**
- * Opens the database named by the configuration. PGlite on a directory creates it when missing and locks it
- * (src/db/data-dir-lock.ts) for as long as it is open.
- * @throws DataDirLockedError when another running process has the directory open; whatever PGlite throws when it
- *   cannot open it. A PostgreSQL pool connects lazily and never throws here.
+ * Opens the database named by the configuration. PGlite on a directory creates it when missing, follows a symbolic
+ * link to it (PGlite's file system layer cannot), and locks it (src/db/data-dir-lock.ts) for as long as it is open.
+ * @throws DataDirLockedError when another running process has the directory open; Node's file system error when the
+ *   directory cannot be created or written (EROFS, EACCES, ENOSPC); whatever PGlite throws when it cannot open it.
+ *   A PostgreSQL pool connects lazily and never throws here.
  */
 export async function openDatabase(target: DatabaseTarget, options: PoolOptions): Promise<Database> {
   if (target.kind === 'postgres') return openPostgres(target.url, options)
-  if (target.kind === 'pglite-memory') return wrapPglite(await PGlite.create(PGLITE_OPTIONS))
+  const onEnded = options.onEmbeddedEnded
+  if (target.kind === 'pglite-memory') return wrapPglite(await PGlite.create(PGLITE_OPTIONS), undefined, onEnded)
   await mkdir(target.dataDir, { recursive: true })
-  const lock = lockDataDir(target.dataDir)
+  const dataDir = await realpath(target.dataDir)
+  const lock = lockDataDir(dataDir)
   try {
-    return wrapPglite(await PGlite.create(target.dataDir, PGLITE_OPTIONS), () => lock.release())
+    return wrapPglite(await PGlite.create(dataDir, PGLITE_OPTIONS), () => lock.release(), onEnded)
   } catch (error) {
     lock.release()
     throw error
@@ -100,8 +109,12 @@ function openPostgres(url: string, options: PoolOptions): Database {
   }
 }
 
-/** Wraps an open PGlite instance (tests pass a clone of a migrated template); `onClose` runs once it is closed. */
-export function wrapPglite(client: PGlite, onClose: () => void = () => undefined): Database {
+/**
+ * Wraps an open PGlite instance (tests pass a clone of a migrated template); `onClose` runs once it is closed, or
+ * before `onEnded` when PostgreSQL inside it ended (PoolOptions.onEmbeddedEnded).
+ */
+export function wrapPglite(client: PGlite, onClose: () => void = () => undefined, onEnded?: (error: Error) => void): Database {
+  if (onEnded !== undefined) watchForEnd(client, () => onClose(), onEnded)
   return {
     kind: 'pglite',
     db: drizzlePglite({ client, schema }),
@@ -114,6 +127,33 @@ export function wrapPglite(client: PGlite, onClose: () => void = () => undefined
       await client.close()
       onClose()
     },
+  }
+}
+
+/** Severities after which PostgreSQL ends its backend (FATAL) or the whole server (PANIC). */
+const ENDING_SEVERITIES = new Set(['FATAL', 'PANIC'])
+
+/**
+ * Calls `onEnded` when a statement fails with an ending severity. PGlite runs every statement through these two
+ * methods, and gives no other sign: PostgreSQL's abort() is reported as an ordinary error (`severity` PANIC), and
+ * the next statement, a transaction's ROLLBACK included, never returns. So the check runs before the error goes on.
+ */
+function watchForEnd(client: PGlite, release: () => void, onEnded: (error: Error) => void): void {
+  for (const method of ['execProtocol', 'execProtocolStream'] as const) {
+    const run = (client[method] as (...args: unknown[]) => Promise<unknown>).bind(client)
+    Object.defineProperty(client, method, {
+      value: async (...args: unknown[]) => {
+        try {
+          return await run(...args)
+        } catch (error) {
+          if (error instanceof Error && ENDING_SEVERITIES.has(String((error as { severity?: unknown }).severity))) {
+            release()
+            onEnded(error)
+          }
+          throw error
+        }
+      },
+    })
   }
 }
 

@@ -21,10 +21,26 @@ const MIGRATION_LOCK_ID = 7_301_946_211
 const MIGRATION_STATEMENT_TIMEOUT_MS = 10 * 60_000
 
 /**
- * Brings the schema up to date. On a PostgreSQL server, concurrent starts (several processes) take turns
- * through an advisory lock held on one connection, so no two run the same migration. That connection is its own,
- * outside the pool, so the request time limit does not apply to migrations.
- * @throws the driver's error when the database is unreachable or a migration fails.
+ * Thrown when the server's database is not UTF8: under SQL_ASCII, `varchar(n)` counts bytes, so a valid 200-character
+ * title of accented letters or emoji would fail as a 500 (API.md counts characters).
+ */
+export class DatabaseEncodingError extends Error {
+  constructor(readonly encoding: string) {
+    super(
+      `The database's server_encoding is ${encoding}, not UTF8: lengths would count bytes, not characters. ` +
+        `Create the database with ENCODING 'UTF8' (e.g. CREATE DATABASE tasks ENCODING 'UTF8' TEMPLATE template0).`,
+    )
+    this.name = 'DatabaseEncodingError'
+  }
+}
+
+/**
+ * Brings the schema up to date, after checking that the server's database is UTF8 (PGlite always is). On a
+ * PostgreSQL server, concurrent starts (several processes) take turns through an advisory lock held on one
+ * connection, so no two run the same migration. That connection is its own, outside the pool, so the request time
+ * limit does not apply to migrations.
+ * @throws DatabaseEncodingError when the server's database is not UTF8; the driver's error when the database is
+ *   unreachable or a migration fails.
  */
 export async function applyMigrations(database: Database): Promise<void> {
   if (database.kind === 'pglite') {
@@ -38,6 +54,8 @@ export async function applyMigrations(database: Database): Promise<void> {
   limitStatements(client, { statementTimeoutMs: MIGRATION_STATEMENT_TIMEOUT_MS, connectTimeoutMs })
   try {
     await client.connect()
+    const encoding = (await client.query<{ server_encoding: string }>('SHOW server_encoding')).rows[0]?.server_encoding
+    if (encoding !== 'UTF8') throw new DatabaseEncodingError(String(encoding))
     await client.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_ID])
     await migratePg(drizzlePg({ client }), { migrationsFolder: MIGRATIONS_FOLDER })
     await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])

@@ -33,6 +33,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     maxInFlightPerUser: 5,
     perUserWaitMs: 1000,
     shutdownTimeoutMs: 10_000,
+    startedByNpm: false,
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
     keepAliveTimeoutMs: 72_000,

@@ -1,0 +1,84 @@
+// Failures at start, each caused for real, must end with exit 1 and one line on stderr naming the cause (no stack
+// trace); a symbolically linked ./.data is followed. Real child processes (src/main.ts); mounts need root.
+import assert from 'node:assert/strict'
+import { existsSync, mkdirSync, symlinkSync } from 'node:fs'
+import { createServer, type AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import pg from 'pg'
+import { startServer, temporaryDirectory, type ChildServer } from '../helpers/child-server.ts'
+import { TEST_DATABASE_URL, withAdmin } from '../helpers/databases.ts'
+import { mountTmpfs, remountReadOnly } from '../helpers/mounts.ts'
+import { tokenFor } from '../helpers/tokens.ts'
+
+/** The server's exit code and its stderr, which must be exactly one line without a stack trace. */
+async function oneLineExit(server: ChildServer): Promise<{ code: number | null; line: string }> {
+  const { code } = await server.exited
+  const lines = server.stderr().trim().split('\n')
+  assert.equal(lines.length, 1, `one line on stderr: ${server.stderr()}`)
+  assert.doesNotMatch(server.stderr(), /\n\s+at |ErrnoError \{/, 'no stack trace')
+  return { code, line: lines[0] ?? '' }
+}
+
+test('a symbolic link as ./.data is followed: the database lives in its target', async (t) => {
+  const directory = await temporaryDirectory(t)
+  mkdirSync(join(directory, 'elsewhere'))
+  symlinkSync(join(directory, 'elsewhere'), join(directory, '.data'))
+  const server = await startServer(t, { cwd: directory })
+  const headers = { authorization: `Bearer ${await tokenFor('link-user')}`, 'content-type': 'application/json' }
+  const created = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body: JSON.stringify({ title: 'linked' }) })
+  assert.equal(created.status, 201)
+  assert.equal(existsSync(join(directory, 'elsewhere', 'PG_VERSION')), true, 'the files are in the target')
+  await server.stop()
+  assert.equal((await server.exited).code, 0)
+})
+
+test('a read-only data directory: exit 1, one line naming the directory and EROFS', async (t) => {
+  const directory = await mountTmpfs(t, 8)
+  mkdirSync(join(directory, '.data'))
+  remountReadOnly(directory)
+  const server = await startServer(t, { cwd: directory, waitForListening: false })
+  const { code, line } = await oneLineExit(server)
+  assert.equal(code, 1)
+  assert.match(line, /^Cannot open the embedded database directory \.\/\.data: EROFS: read-only file system/)
+})
+
+test('a port already in use: exit 1, one line naming the address and EADDRINUSE; ./.data is unlocked', async (t) => {
+  const directory = await temporaryDirectory(t)
+  const holder = createServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  t.after(() => holder.close())
+  const { port } = holder.address() as AddressInfo
+  const server = await startServer(t, { cwd: directory, env: { PORT: String(port) }, waitForListening: false })
+  const { code, line } = await oneLineExit(server)
+  assert.equal(code, 1)
+  assert.equal(line, `Cannot listen on 127.0.0.1:${port}: the port is already in use (EADDRINUSE)`)
+  assert.equal(existsSync(join(directory, '.data', 'tasks-api.lock')), false, 'the data directory is unlocked')
+})
+
+const serverUrl = TEST_DATABASE_URL
+if (serverUrl !== undefined) {
+  test('a SQL_ASCII database on the server: refused at start with exit 1 and one line naming server_encoding', async (t) => {
+    const name = `tasks_ascii_${process.pid}`
+    await withAdmin((admin) =>
+      admin.query(`CREATE DATABASE "${name}" WITH ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`),
+    )
+    t.after(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)))
+    const url = new URL(serverUrl)
+    url.pathname = `/${name}`
+    const directory = await temporaryDirectory(t)
+    const server = await startServer(t, { cwd: directory, env: { DATABASE_URL: url.toString() }, waitForListening: false })
+    const exit = await Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running').unref())])
+    assert.deepEqual(exit, { code: 1, signal: null }, 'refused at start')
+    const lines = server.logs.filter((line) => line.includes('server_encoding'))
+    assert.equal(lines.length, 1, `one line names server_encoding: ${server.logs.join('\n')}`)
+    assert.match(lines[0] ?? '', /server_encoding is SQL_ASCII, not UTF8/)
+    // Nothing was created in it: the check comes before the migrations.
+    const client = new pg.Client({ connectionString: url.toString() })
+    await client.connect()
+    const { rows } = await client
+      .query<{ count: string }>(`select count(*) from pg_tables where schemaname = 'public'`)
+      .finally(() => client.end())
+    assert.equal(rows[0]?.count, '0')
+  })
+}

@@ -10,6 +10,8 @@ import { CREATE, GET, LIST, TOGGLE, UPDATE_TITLE_COMPLETED } from './statements.
 const env = process.env
 const secret = env.BETTER_AUTH_SECRET ?? ''
 const INT8 = 20
+/** The service's default MAX_TASKS_PER_USER, sent as the service sends it. */
+const MAX_TASKS_PER_USER = 10_000
 const defaultParser = pg.types.getTypeParser as (oid: number, format?: 'text' | 'binary') => (value: string) => unknown
 
 const pool = new pg.Pool({
@@ -74,7 +76,7 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const query = new URLSearchParams(queryAt < 0 ? '' : url.slice(queryAt + 1))
       const limit = Number(query.get('limit') ?? 100)
       const offset = Number(query.get('offset') ?? 0)
-      const result = await pool.query({ name: 'list', text: LIST, values: [userId, userId, limit, offset] })
+      const result = await pool.query({ name: 'list', text: LIST, values: [userId, userId, offset, userId, limit, offset] })
       const rows = result.rows as Record<string, unknown>[]
       const total = rows[0]?.coalesce ?? 0
       // The count rides on every row; undefined keeps the rows' shape and JSON.stringify leaves it out.
@@ -86,7 +88,7 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const result = await pool.query({
         name: 'create',
         text: CREATE,
-        values: [userId, body.title, body.description ?? null, body.completed ?? false],
+        values: [userId, 0, 0, userId, MAX_TASKS_PER_USER, body.title, body.description ?? null, body.completed ?? false],
       })
       const task = result.rows[0] as { id: number }
       return send(response, 201, JSON.stringify(task), { location: `/api/tasks/${task.id}` })

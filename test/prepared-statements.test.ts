@@ -56,7 +56,14 @@ if (TEST_DATABASE_URL !== undefined) {
     const { app, database } = await appOnOneConnection(t, true)
     await useEveryRoute(app, 'user-prepared-1')
     const prepared = await preparedOn(database)
-    for (const name of ['tasks_get', 'tasks_insert', 'tasks_delete', 'tasks_update_title_description_set', 'tasks_update_title_keep']) {
+    // The create below MAX_TASKS_PER_USER (on by default) is tasks_insert_capped; tasks_insert is the one without a cap.
+    for (const name of [
+      'tasks_get',
+      'tasks_insert_capped',
+      'tasks_delete',
+      'tasks_update_title_description_set',
+      'tasks_update_title_keep',
+    ]) {
       assert.ok(prepared.has(name), `${name} is prepared: ${[...prepared.keys()].join(', ')}`)
     }
     assert.ok(
@@ -66,8 +73,12 @@ if (TEST_DATABASE_URL !== undefined) {
     assert.ok(prepared.has('tasks_update_toggle') && prepared.has('tasks_update_set'), 'the toggle and the set are two statements')
     for (const [name, statement] of prepared) {
       if (!name.startsWith('tasks_')) continue
-      if (name === 'tasks_insert')
-        assert.match(statement, /\("id", "user_id",.*\) values \(default, \$1,/, 'the owner is the new row’s user_id')
+      if (name === 'tasks_insert_capped')
+        assert.match(
+          statement,
+          /^with "counter" as \(insert into "task_counts" \("user_id", .*\) values \(\$1, .*\("id", "user_id",.*\) values \(default, \(select \$4 from "counter"/,
+          'the owner is the counter row locked and the new row’s user_id',
+        )
       else assert.match(statement, /where .*"user_id" = \$\d+/, `${name} filters by the owner`)
     }
     // A second user reuses the same statements on the same connection: nothing new is prepared, and answers are that user's.

@@ -78,11 +78,15 @@ void test('a stale If-Match on PUT, PATCH and DELETE is 412 and the task is unch
     assert.equal(response.headers.etag, undefined, write.name)
     assert.deepEqual(await alice.get(id), before, `${write.name} changed nothing`)
   }
-  // An ETag this service never gave, a weak one, and a list of only stale ones are stale too.
+  // An ETag this service never gave (past the year 9999 too: no timestamp could hold it), a weak one, and a list of
+  // only stale ones are stale too, on every write: never a 500.
   const leadingZero = `"0${before.etag.slice(1)}`
-  for (const ifMatch of ['"123"', '"not-a-version"', `W/${before.etag}`, leadingZero, `${staleEtag}, "1"`]) {
-    const response = await alice.request('PUT', `/api/tasks/${id}`, { title: 'Nope' }, { 'if-match': ifMatch })
-    assert.equal(response.statusCode, 412, `If-Match: ${ifMatch}`)
+  const pastYear9999 = ['"253402300800000"', '"8640000000000001"', '"9999999999999999"']
+  for (const ifMatch of ['"123"', '"not-a-version"', `W/${before.etag}`, leadingZero, `${staleEtag}, "1"`, ...pastYear9999]) {
+    for (const write of WRITES) {
+      const response = await alice.request(write.method, write.path(id), write.payload, { 'if-match': ifMatch })
+      assert.equal(response.statusCode, 412, `${write.name} If-Match: ${ifMatch}`)
+    }
   }
   assert.deepEqual(await alice.get(id), before)
 })
@@ -126,7 +130,7 @@ void test("If-Match on another user's task or a missing one is 404, never 412, a
 
   for (const write of WRITES) {
     // Stale, current and *: whatever Mallory guesses, she cannot tell the task exists.
-    for (const ifMatch of [etag, before.etag, '*']) {
+    for (const ifMatch of [etag, before.etag, '*', '"253402300800000"']) {
       for (const id of [task.id, missing]) {
         const response = await mallory.request(write.method, write.path(id), write.payload, { 'if-match': ifMatch })
         assert.deepEqual([response.statusCode, response.body], [404, NOT_FOUND], `${write.name} #${id} If-Match: ${ifMatch}`)

@@ -16,9 +16,16 @@ export function etagOf(task: Pick<Task, 'updated_at'>): string {
 }
 
 /**
+ * The latest version a task can have: 9999-12-31T23:59:59.999Z, the last instant written with a four-digit year.
+ * A larger tag was never issued, and sent to the database as a timestamp it would be refused (a 500, not a 412).
+ */
+const LATEST_VERSION: TaskVersion = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+/**
  * What an If-Match header asks of the task: `undefined` when there is none or it is `*` (any current task will
- * do), else the versions it names. Weak tags (`W/"…"`) and tags this service never issued name no version, since
- * If-Match compares strongly, so a list of only those matches nothing (412 on an existing task).
+ * do), else the versions it names. Weak tags (`W/"…"`) and tags this service never issued (past LATEST_VERSION
+ * too) name no version, since If-Match compares strongly, so a list of only those matches nothing (412 on an
+ * existing task, 404 on a missing one).
  */
 export function versionsOfIfMatch(header: string | undefined): TaskVersion[] | undefined {
   if (header === undefined || header.trim() === '*') return undefined
@@ -27,7 +34,7 @@ export function versionsOfIfMatch(header: string | undefined): TaskVersion[] | u
     // Strong comparison is character by character: "01" is not "1", so no leading zeros.
     const match = /^"([1-9]\d{0,15})"$/.exec(element.trim())
     const version = match?.[1] === undefined ? NaN : Number(match[1])
-    if (Number.isSafeInteger(version)) versions.push(version)
+    if (version <= LATEST_VERSION) versions.push(version)
   }
   return versions
 }

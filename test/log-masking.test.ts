@@ -104,8 +104,12 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
         requests += 1
       }
     }
+    const [, payloadPart = '', signaturePart = ''] = token.split('.')
     const inHeaders = [
       `X-Request-Id: ${token}`,
+      // A part alone is enough to rebuild a development token (header and payload are guessable).
+      `X-Request-Id: ${signaturePart}`,
+      ...(payloadPart.length <= 128 ? [`X-Request-Id: ${payloadPart}`] : []),
       `Cookie: better-auth.session_data=${token}`,
       `Referer: http://localhost:3000/?token=${token}`,
       `User-Agent: ${token}`,
@@ -115,7 +119,8 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
     ]
     for (const header of inHeaders) {
       const response = await send('/api/tasks', [`Authorization: ${auth}`, header])
-      assert.ok(!response.includes(token), `the answer echoes the token of ${header.split(':')[0]}: ${response.slice(0, 300)}`)
+      const value = header.slice(header.indexOf(':') + 2)
+      assert.ok(!response.includes(value), `the answer echoes ${header.slice(0, 60)}…: ${response.slice(0, 300)}`)
       requests += 1
     }
     for (const authorization of [`Token ${token}`, `Bearer ${token} extra`, `Basic ${Buffer.from(`u:${token}`).toString('base64')}`]) {

@@ -95,8 +95,9 @@ function looksLikeCredential(part: string): boolean {
 /** Fastify's `genReqId`: the caller's sane `X-Request-Id` (short, plain, not a token), else a new UUID. */
 export function requestIdOf(request: RawRequestDefaultExpression): string {
   const incoming = request.headers['x-request-id']
-  // A JWT-shaped id is a client's token in the wrong header: logged on every line and echoed, it would leak.
-  return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) && !JWT_SHAPED.test(incoming) ? incoming : randomUUID()
+  // An id that could be a token or a part of one is a client's credential in the wrong header: logged on every line
+  // and echoed, it would leak (a signature alone rebuilds a development token, whose header and payload are guessable).
+  return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) && !looksLikeCredential(incoming) ? incoming : randomUUID()
 }
 
 /**

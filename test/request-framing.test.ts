@@ -198,3 +198,81 @@ test('an HTTP/1.1 request without Host is 400 {"detail": …} with the request i
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
 }
+
+test('two Host lines are 400 {"detail": …} (RFC 9112 §3.2), in HTTP/1.1 and HTTP/1.0', async (t) => {
+  const { app } = await buildTestApp(t)
+  const port = await listenOnLoopback(app)
+  for (const version of ['HTTP/1.1', 'HTTP/1.0']) {
+    const lines = [`GET /health ${version}`, 'Host: localhost', 'host: attacker.example', 'Connection: close']
+    const [answer] = parseResponses((await rawExchange(port, rawRequest(lines))).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'))
+    assert.equal(answer?.status, 400, version)
+    assert.deepEqual(answer.body, { detail: 'Duplicate Host header' }, version)
+    assert.match(answer.headers, /^x-content-type-options: nosniff$/im, version)
+  }
+})
+
+test('an Expect other than 100-continue is 417 {"detail": …} in its turn, and counts toward the pipelining cap', async (t) => {
+  const { app } = await buildTestApp(t, { config: { maxPipelinedRequests: 8 } })
+  const port = await listenOnLoopback(app)
+  const expecting = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Expect: something-else', 'X-Request-Id: expect-1'])
+  const plain = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Connection: close'])
+  const answers = parseResponses((await rawExchange(port, expecting + plain)).toString('latin1'))
+  assert.deepEqual(
+    answers.map((answer) => [answer.status, answer.body]),
+    [
+      [417, { detail: 'Expectation failed' }],
+      [200, { status: 'ok' }],
+    ],
+  )
+  assert.match(answers[0]?.headers ?? '', /^x-request-id: expect-1$/im)
+  assert.match(answers[0]?.headers ?? '', /^x-content-type-options: nosniff$/im)
+  // Node's own 417s were answered outside the connection's queue: 100 of them pipelined were never closed.
+  const flood = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Expect: z']).repeat(100)
+  // A reset is the server closing the connection too.
+  const received = await rawExchange(port, flood).catch(() => Buffer.alloc(0))
+  assert.deepEqual(parseResponses(received.toString('latin1')), [], 'closed before any is answered')
+})
+
+test('bytes after a request that closes its connection are ignored: that request is answered, nothing after it runs', async (t) => {
+  const { app } = await buildTestApp(t)
+  const port = await listenOnLoopback(app)
+  const token = await tokenFor('user_after_close')
+  const body = '{"title": "before close"}'
+  const post = rawRequest(
+    [
+      'POST /api/tasks HTTP/1.1',
+      'Host: localhost',
+      `Authorization: Bearer ${token}`,
+      'Content-Type: application/json',
+      `Content-Length: ${body.length}`,
+    ],
+    body,
+  )
+  const closing = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Connection: close'])
+  const after = rawRequest(
+    [
+      'POST /api/tasks HTTP/1.1',
+      'Host: localhost',
+      `Authorization: Bearer ${token}`,
+      'Content-Type: application/json',
+      'Content-Length: 2',
+    ],
+    '{}',
+  )
+  for (const [label, head] of [
+    ['Connection: close', closing],
+    ['HTTP/1.0', 'GET /health HTTP/1.0\r\n\r\n'],
+  ] as const) {
+    const answers = parseResponses((await rawExchange(port, post + head + after)).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'))
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [201, 200],
+      `${label}: the two requests before the close are answered, in order, and no 400 is written`,
+    )
+  }
+  assert.deepEqual(
+    (await userTasks(port, token)).map((task) => task.title),
+    ['before close', 'before close'],
+    'the request after the close never ran',
+  )
+})

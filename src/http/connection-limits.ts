@@ -13,7 +13,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerOptions, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyServerFactory } from 'fastify'
-import { awaitContinue } from './request-framing.ts'
+import { awaitContinue, refuseExpectation } from './request-framing.ts'
 
 /** The limits, from `Config` (HTTP_MAX_PIPELINED_REQUESTS, HTTP_SEND_TIMEOUT_MS). */
 export interface ConnectionLimits {
@@ -49,7 +49,8 @@ interface Sending {
  * at a time under `limits`. Also used for the extra bindings of `localhost` (IPv4 and IPv6), which Fastify makes
  * through the same factory. Two framing rules are left to `installRequestFraming`'s hooks: a missing Host
  * (`requireHostHeader: false`, since Node's own 400 has no body) and `Expect: 100-continue` ('checkContinue': Node
- * sends no `100` by itself, and the request joins its connection's queue like any other).
+ * sends no `100` by itself, and the request joins its connection's queue like any other), as does any other `Expect`
+ * ('checkExpectation': refused with 417 by the hook, where Node's own 417 would bypass the queue and its bounds).
  */
 export function connectionLimitedServerFactory(limits: ConnectionLimits): FastifyServerFactory {
   return (handler, rawOptions) => {
@@ -59,6 +60,10 @@ export function connectionLimitedServerFactory(limits: ConnectionLimits): Fastif
     const server = createServer({ ...options.http, requireHostHeader: false }, listener)
     server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
       awaitContinue(response)
+      listener(request, response)
+    })
+    server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+      refuseExpectation(response)
       listener(request, response)
     })
     server.keepAliveTimeout = options.keepAliveTimeout

@@ -151,6 +151,14 @@ const CLIENT_ERRORS: Record<string, [number, string]> = {
 export function clientErrorAnswerer(securityHeaderLines: string) {
   return function answerClientError(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
     if (error.code === 'ECONNRESET' || socket.destroyed) return
+    // Bytes after a request that closes its connection (`Connection: close`, HTTP/1.0) are no request (RFC 9112 §9.6):
+    // ignored, so that the answers still due on the connection are written, in order, before Node closes it.
+    if (error.code === 'HPE_CLOSED_CONNECTION') return
+    // An answer already being written would be corrupted by a second status line: close without one, as Node does.
+    if ((socket as { _httpMessage?: { headersSent: boolean } | null })._httpMessage?.headersSent === true) {
+      socket.destroy()
+      return
+    }
     const [status, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [400, 'Bad request']
     const requestId = randomUUID()
     this.log.debug({ code: error.code, status, reqId: requestId }, 'client error before routing')

@@ -155,6 +155,39 @@ test('SIGTERM under load: new connections are refused, in-flight requests finish
   assert.deepEqual(new Set(stored), acknowledged, 'the rows are exactly the acknowledged writes')
 })
 
+test('SIGTERM with a slowloris connection (a header section a byte a second): it is closed, the request in flight is answered, exit 0 at once', async (t) => {
+  const { server, directory } = await startOnSuiteDatabase(t, { SHUTDOWN_TIMEOUT_MS: '10000' })
+  const token = await tokenFor('slowloris')
+  const slowloris = connect(server.port, '127.0.0.1')
+  t.after(() => slowloris.destroy())
+  await new Promise<void>((resolve, reject) => slowloris.once('connect', resolve).once('error', reject))
+  slowloris.on('error', () => undefined)
+  let slowlorisClosed = false
+  slowloris.once('close', () => (slowlorisClosed = true))
+  slowloris.write('GET /health HTTP/1.1\r\nHost: localhost\r\nX-Padding: ')
+  // One byte a second, at most 30 of them: the header section never ends while the test runs.
+  let bytes = 0
+  const drip = setInterval(() => {
+    if (slowlorisClosed || ++bytes > 30) clearInterval(drip)
+    else slowloris.write('a')
+  }, 1000)
+  t.after(() => clearInterval(drip))
+  const slow = await startSlowPost(t, server, token, 'in flight beside a slowloris')
+
+  const signalled = Date.now()
+  server.child.kill('SIGTERM')
+  await waitUntil('the slowloris connection is closed', () => slowlorisClosed, 3000)
+  assert.equal(server.running(), true, 'still draining: the slow request is in flight')
+  slow.finish()
+  assert.match(await slow.answer, /^HTTP\/1\.1 201 /, 'the request in flight at SIGTERM is answered')
+  assert.deepEqual(await server.exited, { code: 0, signal: null }, `${server.logs.slice(-5).join('\n')}\n${server.stderr()}`)
+  const took = Date.now() - signalled
+  assert.ok(took < 5000, `exits well before SHUTDOWN_TIMEOUT_MS (${took} ms)`)
+  t.diagnostic(`SIGTERM beside a slowloris: exit 0 after ${took} ms`)
+  if (existsSync(join(directory, '.data')))
+    assert.equal(existsSync(join(directory, '.data', LOCK_FILE_NAME)), false, 'the database was closed')
+})
+
 test('past SHUTDOWN_TIMEOUT_MS with a request still in flight, the process exits non-zero; what was acknowledged is stored', async (t) => {
   const { server, storedTitles } = await startOnSuiteDatabase(t, { SHUTDOWN_TIMEOUT_MS: '1000', HTTP_REQUEST_TIMEOUT_MS: '60000' })
   const token = await tokenFor('stuck')

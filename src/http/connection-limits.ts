@@ -10,6 +10,11 @@
 // full within `sendTimeoutMs` of its first byte (the client is not reading) closes the connection too. Once a reply
 // closes its connection (`Connection: close`, or Node's `shouldKeepAlive` false), the requests behind it are dropped
 // without running: RFC 9112 §9.6 forbids processing them, and their answers could never be written.
+//
+// When the server closes (SIGTERM), Node closes only the connections idle between requests, and stops checking the
+// header and request timeouts; a connection in the middle of sending a request's head (a slowloris) would then hold
+// the drain open until SHUTDOWN_TIMEOUT_MS. Here closing ends every connection with no request handed to Fastify
+// (being served or waiting behind it): those requests have not started, so nothing is lost.
 import { createServer, type IncomingMessage, type RequestListener, type ServerOptions, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyServerFactory } from 'fastify'
@@ -56,8 +61,18 @@ export function connectionLimitedServerFactory(limits: ConnectionLimits): Fastif
   return (handler, rawOptions) => {
     // Fastify passes its own options, defaults filled in; typed loosely by Fastify, so read as they are documented.
     const options = rawOptions as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
-    const listener = limitConnections(handler, limits)
+    const { listener, hasRequest } = limitConnections(handler, limits)
     const server = createServer({ ...options.http, requireHostHeader: false }, listener)
+    const sockets = new Set<Socket>()
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
+    // Called by server.close() (lib/_http_server.js: httpServerPreClose) and by Fastify's close
+    // (forceCloseConnections 'idle'), before the listening socket closes, in the same tick.
+    server.closeIdleConnections = () => {
+      for (const socket of sockets) if (!hasRequest(socket)) socket.destroy()
+    }
     server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
       awaitContinue(response)
       listener(request, response)
@@ -73,8 +88,14 @@ export function connectionLimitedServerFactory(limits: ConnectionLimits): Fastif
   }
 }
 
-/** Wraps a 'request' listener so that each connection's requests reach it one at a time, under `limits`. */
-function limitConnections(handler: RequestListener, limits: ConnectionLimits): RequestListener {
+/**
+ * Wraps a 'request' listener so that each connection's requests reach it one at a time, under `limits`;
+ * `hasRequest(socket)` is true while a request of that connection is being served or waits to be.
+ */
+function limitConnections(
+  handler: RequestListener,
+  limits: ConnectionLimits,
+): { listener: RequestListener; hasRequest: (socket: Socket) => boolean } {
   const queues = new WeakMap<Socket, ConnectionQueue>()
   const sending = new Map<ServerResponse, Sending>()
   let checker: NodeJS.Timeout | undefined
@@ -118,7 +139,12 @@ function limitConnections(handler: RequestListener, limits: ConnectionLimits): R
     handler(request, response)
   }
 
-  return (request, response) => {
+  const hasRequest = (socket: Socket): boolean => {
+    const queue = queues.get(socket)
+    return queue !== undefined && (queue.serving || queue.waiting.length > 0)
+  }
+
+  const listener: RequestListener = (request, response) => {
     const socket = request.socket
     if (socket.destroyed) return // the rest of a read whose connection was closed for pipelining too deep
     let queue = queues.get(socket)
@@ -144,6 +170,7 @@ function limitConnections(handler: RequestListener, limits: ConnectionLimits): R
       serveNext(socket, queue)
     })
   }
+  return { listener, hasRequest }
 }
 
 /** True when a sent reply ended its connection: `Connection: close` set by a hook, or decided by Node. */

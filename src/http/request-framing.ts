@@ -64,8 +64,12 @@ export function installRequestFraming(app: FastifyInstance): void {
     done(null, payload)
   })
   app.addHook('onSend', (request, reply, payload, done) => {
-    // `complete` is a boolean on Node's requests only (an injected request has none, and no socket to close).
-    if (request.raw.complete === false) closeWithoutReading(reply.raw)
+    // `complete` is a boolean on Node's requests only (an injected request has none, and no socket to close). A 413
+    // closes too when its body happens to be all in already (a larger socket read, as on Node 24): the requests
+    // pipelined behind a refused body must not run (RFC 9112 §9.6), and the client learns so from `close`.
+    if (request.raw.complete === false || (reply.statusCode === 413 && typeof request.raw.complete === 'boolean')) {
+      closeWithoutReading(reply.raw)
+    }
     done(null, payload)
   })
 }

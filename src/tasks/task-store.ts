@@ -97,6 +97,11 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     .returning()
     .prepare(nameOf('insert'))
   const maxTasks = options.maxTasksPerUser ?? 0
+  /** A create refused at the cap (`cappedInsert` fails with not_null_violation) is 'limit-reached'; else rethrown. */
+  const limitReachedOrThrow = (error: unknown): 'limit-reached' => {
+    if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+    throw error
+  }
   const cappedInsertStatement =
     maxTasks > 0
       ? cappedInsert(db, sql.placeholder('ownerId'), insertPlaceholders, sql.placeholder('cap')).prepare(nameOf('insert_capped'))
@@ -246,8 +251,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
         if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
         return toTask(row)
       } catch (error) {
-        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
-        throw error
+        return limitReachedOrThrow(error)
       }
     },
 
@@ -255,8 +259,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
       try {
         return await idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input, maxTasks)))
       } catch (error) {
-        if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
-        throw error
+        return limitReachedOrThrow(error)
       }
     },
 

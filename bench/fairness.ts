@@ -35,7 +35,9 @@ try {
   const seed = new pg.Client({ connectionString: url.toString() })
   await seed.connect()
   await seed.query(`insert into tasks (user_id, title) select 'flooder', 'task ' || g from generate_series(1, 2000) g`)
-  const { rows } = await seed.query<{ id: string }>(`insert into tasks (user_id, title) values ('other', 'mine') returning id`)
+  const { rows } = await seed.query<{ id: string }>(
+    `insert into tasks (user_id, title) values ('other', 'mine') returning id`,
+  )
   await seed.end()
   const otherHeaders = await authHeaderFor('other')
   const path = `/api/tasks/${rows[0]?.id}`
@@ -61,7 +63,8 @@ try {
   }
   const flooded = await flood
   latencies.sort((a, b) => a - b)
-  const at = (q: number): number => Number((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN).toFixed(1))
+  const at = (q: number): number =>
+    Number((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN).toFixed(1))
   console.log(
     JSON.stringify({
       settings: env,

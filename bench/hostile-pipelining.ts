@@ -67,7 +67,9 @@ try {
   const polite = await tokenFor('hostile-lister')
 
   const before = await probeLatency(server.url, polite, taskId, 3000)
-  console.log(`${connections} hostile connections per phase, ${seconds} s each; a page of 500 tasks is ${pageBytes} bytes`)
+  console.log(
+    `${connections} hostile connections per phase, ${seconds} s each; a page of 500 tasks is ${pageBytes} bytes`,
+  )
   console.log(`well-behaved client before: ${describe(before)}`)
   let alive = true
   for (const phase of ['deep', 'shallow'] as const) {
@@ -79,7 +81,9 @@ try {
     const counts = await attack.stop()
     const peak = rss.stop()
     alive = server.running()
-    console.log(`phase ${phase}: server RSS ${idleRss.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB during; alive after: ${alive}`)
+    console.log(
+      `phase ${phase}: server RSS ${idleRss.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB during; alive after: ${alive}`,
+    )
     console.log(
       `  hostile: ${counts.opened} connections opened, ${counts.closedByServer} closed by the server, ${counts.requests} requests sent`,
     )
@@ -92,9 +96,11 @@ try {
       console.log(`    ${path}: p50 ${percentile(only, 50).toFixed(1)} ms, p99 ${percentile(only, 99).toFixed(1)} ms`)
     }
     if (!alive) break
-    await new Promise((resolve) => setTimeout(resolve, 2000)) // the closed connections' last work, before the next phase
+    // The closed connections' last work, before the next phase.
+    await new Promise((resolve) => setTimeout(resolve, 2000))
   }
-  if (!alive) console.log(`server exit: ${JSON.stringify(await server.exited)}; stderr tail: ${server.stderr().slice(-300)}`)
+  if (!alive)
+    console.log(`server exit: ${JSON.stringify(await server.exited)}; stderr tail: ${server.stderr().slice(-300)}`)
 } finally {
   for (const cleanup of cleanups.reverse()) await cleanup()
 }

@@ -22,7 +22,9 @@ const queries: Record<string, TaskListQuery> = {
 const testDatabase = await createTestDatabase()
 try {
   const db = testDatabase.database.db
-  await db.execute(sql`insert into tasks (user_id, title, completed) select 'big', 'task ' || g, true from generate_series(1, ${n}) g`)
+  await db.execute(
+    sql`insert into tasks (user_id, title, completed) select 'big', 'task ' || g, true from generate_series(1, ${n}) g`,
+  )
   await db.execute(sql`analyze tasks`)
   const store = createTaskStore(db)
   for (const [name, query] of Object.entries(queries)) {
@@ -34,7 +36,9 @@ try {
       times.push(performance.now() - startedAt)
     }
     times.sort((a, b) => a - b)
-    console.log(JSON.stringify({ database: databaseKind, tasks: n, query: name, medianMs: Number(times[3]?.toFixed(2)) }))
+    console.log(
+      JSON.stringify({ database: databaseKind, tasks: n, query: name, medianMs: Number(times[3]?.toFixed(2)) }),
+    )
   }
 } finally {
   await testDatabase.drop()

@@ -26,11 +26,16 @@ if (target === undefined) {
   process.exit(2)
 }
 const top = Number(topArg ?? 25)
-/** Every main-thread profile under a directory (node names them CPU.<date>.<time>.<pid>.<thread>.<seq>; thread 0 is main). */
+/**
+ * Every main-thread profile under a directory (node names them CPU.<date>.<time>.<pid>.<thread>.<seq>; thread 0 is
+ * main).
+ */
 function mainThreadProfiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' })
     .filter(
-      (name) => /\.\d+\.0\.\d+\.cpuprofile$/.test(name) || (name.endsWith('.cpuprofile') && !/^CPU\./.test(name.split('/').at(-1) ?? '')),
+      (name) =>
+        /\.\d+\.0\.\d+\.cpuprofile$/.test(name) ||
+        (name.endsWith('.cpuprofile') && !/^CPU\./.test(name.split('/').at(-1) ?? '')),
     )
     .map((name) => join(dir, name))
 }
@@ -85,7 +90,9 @@ const table = (title: string, entries: Map<string, number>): string =>
   `${title}\n${[...entries]
     .sort((a, b) => b[1] - a[1])
     .slice(0, top)
-    .map(([name, ms]) => `  ${((ms / totalMs) * 100).toFixed(1).padStart(5)} %  ${ms.toFixed(0).padStart(7)} ms  ${name}`)
+    .map(
+      ([name, ms]) => `  ${((ms / totalMs) * 100).toFixed(1).padStart(5)} %  ${ms.toFixed(0).padStart(7)} ms  ${name}`,
+    )
     .join('\n')}\n`
 
 process.stdout.write(`${files.length} profile(s), ${(totalMs / 1000).toFixed(1)} s sampled\n\n`)

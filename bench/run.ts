@@ -23,7 +23,9 @@ let database: ServerDatabase | undefined
 
 async function cleanUp(): Promise<void> {
   killAllChildren()
-  await database?.drop().catch((error: unknown) => process.stderr.write(`could not drop the bench database: ${String(error)}\n`))
+  await database
+    ?.drop()
+    .catch((error: unknown) => process.stderr.write(`could not drop the bench database: ${String(error)}\n`))
   rmSync(workDir, { recursive: true, force: true })
 }
 
@@ -46,7 +48,8 @@ try {
   // Every mode measures the compiled service: build it from the checked-out code first, never trust an old dist/.
   await buildServers(workDir)
   database = await createServerDatabase(options.adminUrl)
-  const version = (await database.pool.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? 'unknown'
+  const version =
+    (await database.pool.query<{ server_version: string }>('SHOW server_version')).rows[0]?.server_version ?? 'unknown'
   const environment = describeEnvironment(argv, version, options.label)
   const results = new ResultsFile(options.outDir, options.mode, environment)
   const settings: ServerSettings = {
@@ -72,6 +75,8 @@ try {
   await cleanUp()
 }
 if (problems.length > 0) {
-  process.stderr.write(`\nbench: ${problems.length} problem(s):\n${problems.map((problem) => `  - ${problem}`).join('\n')}\n`)
+  process.stderr.write(
+    `\nbench: ${problems.length} problem(s):\n${problems.map((problem) => `  - ${problem}`).join('\n')}\n`,
+  )
   process.exit(1)
 }

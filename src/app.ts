@@ -65,7 +65,8 @@ export async function buildApp({
     requestIdHeader: false,
     bodyLimit: BODY_LIMIT_BYTES,
     // Slow clients: the header section, the whole request and an idle kept-alive connection each have a limit
-    // (HTTP_*_TIMEOUT_MS), so a client trickling bytes cannot hold a connection; past one, 408 and the connection closes.
+    // (HTTP_*_TIMEOUT_MS), so a client trickling bytes cannot hold a connection; past one, 408 and the connection
+    // closes.
     http: {
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
@@ -83,7 +84,8 @@ export async function buildApp({
     clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: (error, request, reply) => {
-      // No hook runs before these answers: the request id and the security headers are set here (API.md: every response).
+      // No hook runs before these answers: the request id and the security headers are set here (API.md: every
+      // response).
       applySecurityHeaders(request, reply)
       answerFrameworkError(error, request, reply)
     },
@@ -114,7 +116,8 @@ export async function buildApp({
   const verifier =
     tokenVerifier ??
     createTokenVerifier(config, {
-      onJwksFetchError: (error) => app.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'JWKS fetch failed'),
+      onJwksFetchError: (error) =>
+        app.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'JWKS fetch failed'),
     })
   const taskStore = createTaskStore(database.db, {
     ...(now === undefined ? {} : { now }),

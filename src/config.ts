@@ -4,7 +4,8 @@
 export const DEVELOPMENT_SECRET = 'zF4Gr5uYTUtVZVcyXGLFaTyskJhewCl5'
 
 /** Where the tasks live: embedded PGlite (a directory or memory) or a PostgreSQL server. */
-export type DatabaseTarget = { kind: 'pglite'; dataDir: string } | { kind: 'pglite-memory' } | { kind: 'postgres'; url: string }
+export type DatabaseTarget =
+  { kind: 'pglite'; dataDir: string } | { kind: 'pglite-memory' } | { kind: 'postgres'; url: string }
 
 /** The service's settings, as API.md's configuration table defines them. */
 export interface Config {
@@ -34,7 +35,10 @@ export interface Config {
   logLevel: LogLevel
   /** `DATABASE_POOL_MAX` (default 10): connections per process to a PostgreSQL server. */
   poolMax: number
-  /** `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit; past it the statement is cancelled on the server. */
+  /**
+   * `DATABASE_STATEMENT_TIMEOUT_MS` (default 5000): per-statement limit; past it the statement is cancelled on the
+   * server.
+   */
   statementTimeoutMs: number
   /** `DATABASE_CONNECT_TIMEOUT_MS` (default 5000): limit on opening a connection. */
   connectTimeoutMs: number
@@ -60,7 +64,9 @@ export interface Config {
   shutdownTimeoutMs: number
   /** True when npm runs the process (`npm start`; npm sets `npm_lifecycle_event`): it stops when npm is gone. */
   startedByNpm: boolean
-  /** `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this. */
+  /**
+   * `HTTP_HEADERS_TIMEOUT_MS` (default 10000): a connection must deliver a request's whole header section within this.
+   */
   headersTimeoutMs: number
   /** `HTTP_REQUEST_TIMEOUT_MS` (default 30000): a client must deliver a whole request, body included, within this. */
   requestTimeoutMs: number
@@ -71,7 +77,10 @@ export interface Config {
    * one being served included); one more closes the connection. A connection's requests are served one at a time.
    */
   maxPipelinedRequests: number
-  /** `HTTP_SEND_TIMEOUT_MS` (default 30000): a reply must be written to the network in full within this of its first byte. */
+  /**
+   * `HTTP_SEND_TIMEOUT_MS` (default 30000): a reply must be written to the network in full within this of its first
+   * byte.
+   */
   sendTimeoutMs: number
 }
 
@@ -136,7 +145,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
   const production = read('NODE_ENV')?.toLowerCase() === 'production'
 
   // An empty value counts as unset, as for every variable (an uncommented `BETTER_AUTH_SECRET=` in .env).
-  const secret = env.BETTER_AUTH_SECRET === undefined || env.BETTER_AUTH_SECRET === '' ? DEVELOPMENT_SECRET : env.BETTER_AUTH_SECRET
+  const secret =
+    env.BETTER_AUTH_SECRET === undefined || env.BETTER_AUTH_SECRET === '' ? DEVELOPMENT_SECRET : env.BETTER_AUTH_SECRET
   if (production && secret === DEVELOPMENT_SECRET) {
     problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
   } else if (production && secret.length < 32) {
@@ -147,14 +157,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
   const databaseUrl = read('DATABASE_URL')
   if (databaseUrl !== undefined) {
     if (databaseUrl === 'memory://') database = { kind: 'pglite-memory' }
-    else if (/^postgres(ql)?:\/\//.test(databaseUrl) && URL.canParse(databaseUrl)) database = { kind: 'postgres', url: databaseUrl }
+    else if (/^postgres(ql)?:\/\//.test(databaseUrl) && URL.canParse(databaseUrl))
+      database = { kind: 'postgres', url: databaseUrl }
     else problems.push('DATABASE_URL must be a postgres:// or postgresql:// URL, or memory://')
   }
 
   let jwksUrl: URL | null = null
   const rawJwksUrl = read('JWT_JWKS_URL')
   if (rawJwksUrl !== undefined) {
-    if (URL.canParse(rawJwksUrl) && ['http:', 'https:'].includes(new URL(rawJwksUrl).protocol)) jwksUrl = new URL(rawJwksUrl)
+    if (URL.canParse(rawJwksUrl) && ['http:', 'https:'].includes(new URL(rawJwksUrl).protocol))
+      jwksUrl = new URL(rawJwksUrl)
     else problems.push(`JWT_JWKS_URL must be an http(s) URL (got "${rawJwksUrl}")`)
   }
 

@@ -20,7 +20,8 @@ function exitWith(message: string): never {
 
 const config = loadConfigOrExit(process.env)
 // Idle pool errors (a server restart, Neon suspending) are logged, never thrown; the app's logger once it exists.
-let logIdleError = (error: Error): void => void process.stderr.write(`idle database connection failed: ${error.message}\n`)
+let logIdleError = (error: Error): void =>
+  void process.stderr.write(`idle database connection failed: ${error.message}\n`)
 
 /** An error's own words on one line: Node's system errors carry their code; PGlite's file errors only an errno. */
 function describe(error: unknown): string {
@@ -66,7 +67,10 @@ if (config.usingDevelopmentSecret) {
   )
 }
 if (config.database.kind !== 'postgres') {
-  app.log.info({ database: config.database.kind === 'pglite' ? config.database.dataDir : 'memory' }, 'using embedded PostgreSQL (PGlite)')
+  app.log.info(
+    { database: config.database.kind === 'pglite' ? config.database.dataDir : 'memory' },
+    'using embedded PostgreSQL (PGlite)',
+  )
 }
 
 const stopMigrating = new AbortController()

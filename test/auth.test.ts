@@ -9,7 +9,15 @@ import { exportSPKI, importJWK, SignJWT, type JWTHeaderParameters, type JWTPaylo
 import { createTokenVerifier, type TokenVerifier } from '../src/auth/token-verifier.ts'
 import type { Config } from '../src/config.ts'
 import { buildTestApp, testConfig } from './helpers/test-app.ts'
-import { createTestKey, signHs256, signWithKey, startJwksServer, TEST_SECRET, type JwksServer, type TestKey } from './helpers/tokens.ts'
+import {
+  createTestKey,
+  signHs256,
+  signWithKey,
+  startJwksServer,
+  TEST_SECRET,
+  type JwksServer,
+  type TestKey,
+} from './helpers/tokens.ts'
 
 // ── The answers of API.md's table ────────────────────────────────────────────────────────────────────────
 
@@ -21,8 +29,16 @@ interface Refusal {
 }
 
 const NOT_AUTHENTICATED: Refusal = { status: 401, body: { detail: 'Not authenticated' }, wwwAuthenticate: 'Bearer' }
-const INVALID_TOKEN: Refusal = { status: 401, body: { detail: 'Invalid token' }, wwwAuthenticate: 'Bearer error="invalid_token"' }
-const TOKEN_EXPIRED: Refusal = { status: 401, body: { detail: 'Token expired' }, wwwAuthenticate: 'Bearer error="invalid_token"' }
+const INVALID_TOKEN: Refusal = {
+  status: 401,
+  body: { detail: 'Invalid token' },
+  wwwAuthenticate: 'Bearer error="invalid_token"',
+}
+const TOKEN_EXPIRED: Refusal = {
+  status: 401,
+  body: { detail: 'Token expired' },
+  wwwAuthenticate: 'Bearer error="invalid_token"',
+}
 const UNAVAILABLE: Refusal = { status: 503, body: { detail: 'Service unavailable' }, wwwAuthenticate: undefined }
 
 // ── Requests, and what they leave behind (checked for tokens at the end of the file) ─────────────────────
@@ -50,7 +66,11 @@ async function send(
 }
 
 /** Asserts that `GET /api/tasks` with this Authorization header (none when undefined) is refused as `expected`. */
-async function expectRefused(app: FastifyInstance, authorization: string | undefined, expected: Refusal): Promise<void> {
+async function expectRefused(
+  app: FastifyInstance,
+  authorization: string | undefined,
+  expected: Refusal,
+): Promise<void> {
   const response = await send(app, 'GET', authorization)
   const wwwAuthenticate = response.headers['www-authenticate']
   const answer: Refusal = {
@@ -59,7 +79,8 @@ async function expectRefused(app: FastifyInstance, authorization: string | undef
     wwwAuthenticate: wwwAuthenticate === undefined ? undefined : String(wwwAuthenticate),
   }
   assert.deepEqual(answer, expected)
-  if (expected.status === 503) assert.match(String(response.headers['retry-after']), /^[1-9]\d*$/, 'a 503 carries Retry-After')
+  if (expected.status === 503)
+    assert.match(String(response.headers['retry-after']), /^[1-9]\d*$/, 'a 503 carries Retry-After')
   else assert.equal(response.headers['retry-after'], undefined)
 }
 
@@ -103,7 +124,8 @@ function timesOnly(nowMs = Date.now()): JWTPayload {
   return { iat: seconds(nowMs), exp: seconds(nowMs) + 300 }
 }
 
-const base64url = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+const base64url = (value: unknown): string =>
+  Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
 
 /**
  * A compact JWS assembled by hand, for headers jose will not sign (`alg: none`, a lower-case alg, no alg).
@@ -119,7 +141,12 @@ function handMade(header: object, claims: object, options: { hmacSecret?: string
 }
 
 /** Signs with an HMAC algorithm and any key bytes (jose's SignJWT; signHs256 covers HS256 with a string). */
-function signHmac(alg: 'HS256' | 'HS384' | 'HS512', claims: JWTPayload, key: Uint8Array | string, kid?: string): Promise<string> {
+function signHmac(
+  alg: 'HS256' | 'HS384' | 'HS512',
+  claims: JWTPayload,
+  key: Uint8Array | string,
+  kid?: string,
+): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg, typ: 'JWT', ...(kid === undefined ? {} : { kid }) })
     .sign(typeof key === 'string' ? new TextEncoder().encode(key) : key)
@@ -220,7 +247,10 @@ describe('without a key set: HS256 tokens only', () => {
           return `${header}.${payload}.${signature.startsWith('A') ? 'B' : 'A'}${signature.slice(1)}`
         },
       ],
-      ['a token signed with another secret', () => signHs256(claimsFor('alice'), { secret: 'not-the-secret-0123456789-abcdefghijklmnop' })],
+      [
+        'a token signed with another secret',
+        () => signHs256(claimsFor('alice'), { secret: 'not-the-secret-0123456789-abcdefghijklmnop' }),
+      ],
     ]
     for (const [what, make] of malformed) {
       test(`${what} is 401 "Invalid token"`, async () => {
@@ -234,7 +264,11 @@ describe('without a key set: HS256 tokens only', () => {
         await expectRefused(app, `Bearer ${handMade(header, claimsFor('alice'))}`, INVALID_TOKEN)
         await expectRefused(app, `Bearer ${handMade(header, claimsFor('alice'), { signature: 'AAAA' })}`, INVALID_TOKEN)
         // Even with a correct HMAC of the same input: `none` is never HS256.
-        await expectRefused(app, `Bearer ${handMade(header, claimsFor('alice'), { hmacSecret: TEST_SECRET })}`, INVALID_TOKEN)
+        await expectRefused(
+          app,
+          `Bearer ${handMade(header, claimsFor('alice'), { hmacSecret: TEST_SECRET })}`,
+          INVALID_TOKEN,
+        )
       })
     }
 
@@ -244,7 +278,11 @@ describe('without a key set: HS256 tokens only', () => {
         `Bearer ${handMade({ alg: 'hs256', typ: 'JWT' }, claimsFor('alice'), { hmacSecret: TEST_SECRET })}`,
         INVALID_TOKEN,
       )
-      await expectRefused(app, `Bearer ${handMade({ typ: 'JWT' }, claimsFor('alice'), { hmacSecret: TEST_SECRET })}`, INVALID_TOKEN)
+      await expectRefused(
+        app,
+        `Bearer ${handMade({ typ: 'JWT' }, claimsFor('alice'), { hmacSecret: TEST_SECRET })}`,
+        INVALID_TOKEN,
+      )
       // The control: the same hand-made token with alg "HS256" is the real thing.
       await expectAccepted(app, handMade({ alg: 'HS256', typ: 'JWT' }, claimsFor('alice'), { hmacSecret: TEST_SECRET }))
     })
@@ -259,13 +297,21 @@ describe('without a key set: HS256 tokens only', () => {
       test(`a token signed with ${alg} is refused when no key set is configured`, async () => {
         const key = await createTestKey(alg, 'some-kid')
         await expectRefused(app, `Bearer ${await signWithKey(key, claimsFor('alice'))}`, INVALID_TOKEN)
-        await expectRefused(app, `Bearer ${await signWithKey(key, claimsFor('alice'), { kid: undefined })}`, INVALID_TOKEN)
+        await expectRefused(
+          app,
+          `Bearer ${await signWithKey(key, claimsFor('alice'), { kid: undefined })}`,
+          INVALID_TOKEN,
+        )
       })
     }
 
     test('a token that expired a minute ago is 401 "Token expired"; one that expired 10 s ago is within the leeway', async () => {
       const now = seconds(Date.now())
-      await expectRefused(app, `Bearer ${await signHs256({ sub: 'alice', iat: now - 600, exp: now - 60 })}`, TOKEN_EXPIRED)
+      await expectRefused(
+        app,
+        `Bearer ${await signHs256({ sub: 'alice', iat: now - 600, exp: now - 60 })}`,
+        TOKEN_EXPIRED,
+      )
       await expectAccepted(app, await signHs256({ sub: 'alice', iat: now - 600, exp: now - 10 }))
     })
   })
@@ -344,7 +390,10 @@ describe('time claims (exp, nbf, iat), on a frozen clock', () => {
   let app: FastifyInstance
   before(async () => {
     const config = testConfig()
-    ;({ app } = await buildBlockApp(scope, { config, tokenVerifier: createTokenVerifier(config, { now: () => now * 1000 }) }))
+    ;({ app } = await buildBlockApp(scope, {
+      config,
+      tokenVerifier: createTokenVerifier(config, { now: () => now * 1000 }),
+    }))
   })
 
   const cases: [string, JWTPayload, Refusal | 'accepted'][] = [
@@ -366,7 +415,10 @@ describe('time claims (exp, nbf, iat), on a frozen clock', () => {
     ['issued a week ago and still unexpired', { iat: now - 7 * 86400, exp: now + 300 }, 'accepted'],
   ]
   for (const [what, claims, expected] of cases) {
-    const outcome = expected === 'accepted' ? 'is accepted' : `is ${expected.status} "${(expected.body as { detail: string }).detail}"`
+    const outcome =
+      expected === 'accepted'
+        ? 'is accepted'
+        : `is ${expected.status} "${(expected.body as { detail: string }).detail}"`
     test(`a token ${what} ${outcome}`, async () => {
       const token = await signHs256({ sub: 'alice', ...claims })
       if (expected === 'accepted') await expectAccepted(app, token)
@@ -424,7 +476,11 @@ describe('with a key set (JWT_JWKS_URL)', () => {
 
   test('an expired token from the key set is 401 "Token expired"', async () => {
     const now = seconds(Date.now())
-    await expectRefused(app, `Bearer ${await signWithKey(key('EdDSA'), { sub: 'alice', iat: now - 600, exp: now - 60 })}`, TOKEN_EXPIRED)
+    await expectRefused(
+      app,
+      `Bearer ${await signWithKey(key('EdDSA'), { sub: 'alice', iat: now - 600, exp: now - 60 })}`,
+      TOKEN_EXPIRED,
+    )
   })
 
   describe('algorithm confusion: HMAC keyed with public key material', () => {
@@ -443,7 +499,8 @@ describe('with a key set (JWT_JWKS_URL)', () => {
       ],
       [
         'HS256 keyed with the EdDSA public key’s raw bytes',
-        async () => signHmac('HS256', claimsFor('alice'), Buffer.from(key('EdDSA').publicJwk.x ?? '', 'base64url'), 'ed-1'),
+        async () =>
+          signHmac('HS256', claimsFor('alice'), Buffer.from(key('EdDSA').publicJwk.x ?? '', 'base64url'), 'ed-1'),
       ],
       [
         'HS256 keyed with the key set document as served',
@@ -470,7 +527,10 @@ describe('with a key set (JWT_JWKS_URL)', () => {
       ['a stranger’s key claiming the kid of a key in the set', async () => signWithKey(evilTwin, claimsFor('alice'))],
       ['a stranger’s key under an unknown kid', async () => signWithKey(evil, claimsFor('alice'))],
       ['a stranger’s key with no kid', async () => signWithKey(evil, claimsFor('alice'), { kid: undefined })],
-      ['a key in the set, under an unknown kid', async () => signWithKey(key('EdDSA'), claimsFor('alice'), { kid: randomKid() })],
+      [
+        'a key in the set, under an unknown kid',
+        async () => signWithKey(key('EdDSA'), claimsFor('alice'), { kid: randomKid() }),
+      ],
       [
         'the EdDSA key in the set, claiming the ES256 key’s kid',
         async () => signWithKey(key('EdDSA'), claimsFor('alice'), { kid: 'es-1' }),
@@ -490,14 +550,24 @@ describe('with a key set (JWT_JWKS_URL)', () => {
   describe('jku, x5u and jwk headers are never followed nor trusted', () => {
     /** [what, signing key, extra header, expected]: the genuine key is `ed-1` from the configured set. */
     const cases: [string, () => TestKey, () => Partial<JWTHeaderParameters>, Refusal | 'accepted'][] = [
-      ['an attacker’s key, with jku pointing at the attacker’s key set', () => evil, () => ({ jku: attacker.url.href }), INVALID_TOKEN],
+      [
+        'an attacker’s key, with jku pointing at the attacker’s key set',
+        () => evil,
+        () => ({ jku: attacker.url.href }),
+        INVALID_TOKEN,
+      ],
       [
         'an attacker’s key under a genuine kid, with jku pointing at the attacker’s key set',
         () => evilTwin,
         () => ({ jku: attacker.url.href }),
         INVALID_TOKEN,
       ],
-      ['an attacker’s key, with x5u pointing at the attacker’s server', () => evil, () => ({ x5u: attacker.url.href }), INVALID_TOKEN],
+      [
+        'an attacker’s key, with x5u pointing at the attacker’s server',
+        () => evil,
+        () => ({ x5u: attacker.url.href }),
+        INVALID_TOKEN,
+      ],
       ['an attacker’s key, with that key embedded as jwk', () => evil, () => ({ jwk: evil.publicJwk }), INVALID_TOKEN],
       [
         'an attacker’s key, with that key embedded as jwk and no kid',
@@ -511,9 +581,24 @@ describe('with a key set (JWT_JWKS_URL)', () => {
         () => ({ jwk: evilTwin.publicJwk }),
         INVALID_TOKEN,
       ],
-      ['the genuine key, with jku pointing at the attacker’s key set', () => key('EdDSA'), () => ({ jku: attacker.url.href }), 'accepted'],
-      ['the genuine key, with x5u pointing at the attacker’s server', () => key('EdDSA'), () => ({ x5u: attacker.url.href }), 'accepted'],
-      ['the genuine key, with an attacker’s key embedded as jwk', () => key('EdDSA'), () => ({ jwk: evil.publicJwk }), 'accepted'],
+      [
+        'the genuine key, with jku pointing at the attacker’s key set',
+        () => key('EdDSA'),
+        () => ({ jku: attacker.url.href }),
+        'accepted',
+      ],
+      [
+        'the genuine key, with x5u pointing at the attacker’s server',
+        () => key('EdDSA'),
+        () => ({ x5u: attacker.url.href }),
+        'accepted',
+      ],
+      [
+        'the genuine key, with an attacker’s key embedded as jwk',
+        () => key('EdDSA'),
+        () => ({ jwk: evil.publicJwk }),
+        'accepted',
+      ],
     ]
     for (const [what, signer, header, expected] of cases) {
       test(`a token signed by ${what} is ${expected === 'accepted' ? 'accepted (by the configured key)' : 'refused'}, and nothing is fetched from the attacker`, async () => {
@@ -535,10 +620,13 @@ describe('fetching the key set: shared, cached, refetched for an unknown kid at 
   let added: TestKey
   let clockMs = 0 // the verifier's clock, set when the block starts and moved only by `advance`
   const advance = (ms: number): void => void (clockMs += ms)
-  const tokenOf = (signer: TestKey, kid = signer.kid): Promise<string> => signWithKey(signer, claimsFor('alice', clockMs), { kid })
-  const tenTokens = (): Promise<string[]> => Promise.all(Array.from({ length: 10 }, (_, i) => tokenOf(i % 2 === 0 ? ed : es)))
+  const tokenOf = (signer: TestKey, kid = signer.kid): Promise<string> =>
+    signWithKey(signer, claimsFor('alice', clockMs), { kid })
+  const tenTokens = (): Promise<string[]> =>
+    Promise.all(Array.from({ length: 10 }, (_, i) => tokenOf(i % 2 === 0 ? ed : es)))
   const refuseUnknownKids = async (count: number, concurrently: boolean): Promise<void> => {
-    const refuse = async (): Promise<void> => expectRefused(app, `Bearer ${await tokenOf(ed, randomKid())}`, INVALID_TOKEN)
+    const refuse = async (): Promise<void> =>
+      expectRefused(app, `Bearer ${await tokenOf(ed, randomKid())}`, INVALID_TOKEN)
     if (concurrently) await Promise.all(Array.from({ length: count }, refuse))
     else for (let i = 0; i < count; i++) await refuse()
   }
@@ -552,7 +640,10 @@ describe('fetching the key set: shared, cached, refetched for an unknown kid at 
     jwks.failWith = 500 // the endpoint starts out broken
     clockMs = Date.now()
     const config = testConfig({ jwksUrl: jwks.url })
-    ;({ app } = await buildBlockApp(scope, { config, tokenVerifier: createTokenVerifier(config, { now: () => clockMs }) }))
+    ;({ app } = await buildBlockApp(scope, {
+      config,
+      tokenVerifier: createTokenVerifier(config, { now: () => clockMs }),
+    }))
   })
 
   test('nothing is fetched before the first token that needs a key', async () => {
@@ -632,7 +723,11 @@ describe('when the key set endpoint is down before any fetch', () => {
 
   test('a token from the key set is 503 "Service unavailable" with Retry-After, not a 401 that would sign the user out', async () => {
     await expectRefused(app, `Bearer ${await signWithKey(ed, claimsFor('alice'))}`, UNAVAILABLE)
-    await expectRefused(app, `Bearer ${await signWithKey(await createTestKey('ES256', 'es-1'), claimsFor('alice'))}`, UNAVAILABLE)
+    await expectRefused(
+      app,
+      `Bearer ${await signWithKey(await createTestKey('ES256', 'es-1'), claimsFor('alice'))}`,
+      UNAVAILABLE,
+    )
     assert.ok(
       logs.some((line) => (JSON.parse(line) as { level: number }).level === 40),
       'the failed fetch is logged as a warning',

@@ -28,7 +28,10 @@ const SMOKE_FLAGS = [
 ]
 
 async function runBench(args: string[]): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, ['--import', TSX, RUN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 150_000 })
+  const child = spawn(process.execPath, ['--import', TSX, RUN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 150_000,
+  })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')))
@@ -40,40 +43,47 @@ async function runBench(args: string[]): Promise<{ code: number | null; output: 
 }
 
 if (ADMIN_URL !== undefined) {
-  void test('the benchmark runs service, baseline and PGlite end to end, and every request is 2xx', { timeout: 160_000 }, async () => {
-    const out = await mkdtemp(join(tmpdir(), 'tasks-bench-smoke-'))
-    try {
-      const { code, output } = await runBench([...SMOKE_FLAGS, `--admin-url=${ADMIN_URL}`, `--out=${out}`])
-      assert.equal(code, 0, output)
-      const files = await readdir(out)
-      assert.equal(files.length, 1, `one results file: ${files.join(', ')}`)
-      const lines = (await readFile(join(out, files[0] ?? ''), 'utf8'))
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line))
+  void test(
+    'the benchmark runs service, baseline and PGlite end to end, and every request is 2xx',
+    { timeout: 160_000 },
+    async () => {
+      const out = await mkdtemp(join(tmpdir(), 'tasks-bench-smoke-'))
+      try {
+        const { code, output } = await runBench([...SMOKE_FLAGS, `--admin-url=${ADMIN_URL}`, `--out=${out}`])
+        assert.equal(code, 0, output)
+        const files = await readdir(out)
+        assert.equal(files.length, 1, `one results file: ${files.join(', ')}`)
+        const lines = (await readFile(join(out, files[0] ?? ''), 'utf8'))
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line))
 
-      const parity = lines.find((line) => line.kind === 'parity')
-      assert.deepEqual(parity?.differences, [], 'the baseline sends the same SQL and gives the same bodies')
+        const parity = lines.find((line) => line.kind === 'parity')
+        assert.deepEqual(parity?.differences, [], 'the baseline sends the same SQL and gives the same bodies')
 
-      const loads = lines.filter((line) => line.kind === 'load')
-      assert.deepEqual(loads.map((line) => `${line.target} ${line.scenario}`).sort(), [
-        'baseline mixed',
-        'baseline toggle',
-        'service mixed',
-        'service toggle',
-        'service-pglite mixed',
-      ])
-      for (const line of loads) {
-        const name = `${line.target} ${line.scenario}`
-        assert.ok(line.ok2xx > 0, `${name}: some requests succeeded`)
-        assert.equal(line.non2xx, 0, `${name}: ${JSON.stringify(line.statusCounts)}`)
-        assert.equal(line.errors, 0, `${name}: connection errors`)
-        assert.equal(line.timeouts, 0, `${name}: timeouts`)
-        assert.equal(line.exitCode, 0, `${name}: the server stopped cleanly`)
-        assert.ok(typeof line.commit === 'string' && typeof line.machine?.cores === 'number', `${name}: the environment is recorded`)
+        const loads = lines.filter((line) => line.kind === 'load')
+        assert.deepEqual(loads.map((line) => `${line.target} ${line.scenario}`).sort(), [
+          'baseline mixed',
+          'baseline toggle',
+          'service mixed',
+          'service toggle',
+          'service-pglite mixed',
+        ])
+        for (const line of loads) {
+          const name = `${line.target} ${line.scenario}`
+          assert.ok(line.ok2xx > 0, `${name}: some requests succeeded`)
+          assert.equal(line.non2xx, 0, `${name}: ${JSON.stringify(line.statusCounts)}`)
+          assert.equal(line.errors, 0, `${name}: connection errors`)
+          assert.equal(line.timeouts, 0, `${name}: timeouts`)
+          assert.equal(line.exitCode, 0, `${name}: the server stopped cleanly`)
+          assert.ok(
+            typeof line.commit === 'string' && typeof line.machine?.cores === 'number',
+            `${name}: the environment is recorded`,
+          )
+        }
+      } finally {
+        await rm(out, { recursive: true, force: true })
       }
-    } finally {
-      await rm(out, { recursive: true, force: true })
-    }
-  })
+    },
+  )
 }

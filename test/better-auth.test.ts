@@ -18,7 +18,11 @@ const TOKEN_KINDS = [
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
 
-async function createTask(app: FastifyInstance, token: string, title: string): Promise<{ id: number; title: string; user_id: string }> {
+async function createTask(
+  app: FastifyInstance,
+  token: string,
+  title: string,
+): Promise<{ id: number; title: string; user_id: string }> {
   const response = await app.inject({ method: 'POST', url: '/api/tasks', headers: bearer(token), payload: { title } })
   assert.equal(response.statusCode, 201, response.body)
   return response.json()
@@ -111,7 +115,9 @@ void test('JWT_ISSUER and JWT_AUDIENCE set to Better Auth’s origin: both kinds
   // Tokens signed by the same Better Auth key but carrying another iss or aud (its server-only signJWT endpoint).
   const now = Math.floor(Date.now() / 1000)
   for (const claims of [{ iss: 'https://auth.example.com' }, { aud: 'https://api.example.com' }]) {
-    const { token } = await betterAuth.auth.api.signJWT({ body: { payload: { sub: user.id, iat: now, exp: now + 300, ...claims } } })
+    const { token } = await betterAuth.auth.api.signJWT({
+      body: { payload: { sub: user.id, iat: now, exp: now + 300, ...claims } },
+    })
     const issued = decodeJwt(token)
     assert.deepEqual({ iss: issued.iss, aud: issued.aud }, { iss: origin, aud: origin, ...claims })
     await assertInvalidToken(matching.app, token, `a Better Auth token with ${JSON.stringify(claims)}`)
@@ -125,7 +131,11 @@ void test('JWT_ISSUER and JWT_AUDIENCE set to Better Auth’s origin: both kinds
     const { app } = await buildTestApp(t, { config: { jwksUrl, ...config } })
     await assertInvalidToken(app, user.jwt, `the JWKS token on a service configured for ${name}`)
     // The cookie cache carries no iss/aud, and API.md does not require them on HS256: it still passes.
-    assert.equal((await listTasks(app, user.sessionData)).total, '0', `the session_data token on a service configured for ${name}`)
+    assert.equal(
+      (await listTasks(app, user.sessionData)).total,
+      '0',
+      `the session_data token on a service configured for ${name}`,
+    )
   }
 })
 

@@ -33,27 +33,42 @@ void test(`the concurrency matrix (${databaseKind})`, async (t) => {
   })
 
   for (const toggles of [50, 51]) {
-    await t.test(`${toggles} concurrent toggles: each applies once, so the final state follows the parity`, async () => {
-      const alice = asUser(app, `matrix-toggler-${toggles}`)
-      const task = await alice.create({ title: `Toggle ${toggles} times`, completed: false })
-      const responses = await race(toggles, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`))
-      assert.deepEqual(statusCounts(responses), { 200: toggles })
-      const answers = responses.map((response) => response.json<TaskJson>())
-      assert.equal(new Set(answers.map((answer) => answer.updated_at)).size, toggles, 'every toggle is a write of its own')
-      assert.equal(new Set(responses.map((response) => response.headers.etag)).size, toggles, 'and has an ETag of its own')
-      assert.equal(answers.filter((answer) => answer.completed).length, Math.ceil(toggles / 2))
-      const final = await alice.get(task.id)
-      assert.equal(final.task.completed, toggles % 2 === 1)
-      // The last write's answer is what remains.
-      const last = answers.reduce((a, b) => (Date.parse(a.updated_at) > Date.parse(b.updated_at) ? a : b))
-      assert.deepEqual(final.task, last)
-    })
+    await t.test(
+      `${toggles} concurrent toggles: each applies once, so the final state follows the parity`,
+      async () => {
+        const alice = asUser(app, `matrix-toggler-${toggles}`)
+        const task = await alice.create({ title: `Toggle ${toggles} times`, completed: false })
+        const responses = await race(toggles, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`))
+        assert.deepEqual(statusCounts(responses), { 200: toggles })
+        const answers = responses.map((response) => response.json<TaskJson>())
+        assert.equal(
+          new Set(answers.map((answer) => answer.updated_at)).size,
+          toggles,
+          'every toggle is a write of its own',
+        )
+        assert.equal(
+          new Set(responses.map((response) => response.headers.etag)).size,
+          toggles,
+          'and has an ETag of its own',
+        )
+        assert.equal(answers.filter((answer) => answer.completed).length, Math.ceil(toggles / 2))
+        const final = await alice.get(task.id)
+        assert.equal(final.task.completed, toggles % 2 === 1)
+        // The last write's answer is what remains.
+        const last = answers.reduce((a, b) => (Date.parse(a.updated_at) > Date.parse(b.updated_at) ? a : b))
+        assert.deepEqual(final.task, last)
+      },
+    )
   }
 
   await t.test('50 concurrent PUTs: the final task is exactly one of them, never a mix of two', async () => {
     const alice = asUser(app, 'matrix-putter')
     const task = await alice.create({ title: 'Before', description: 'before', completed: false })
-    const bodyOf = (i: number) => ({ title: `title from PUT ${i}`, description: `description from PUT ${i}`, completed: i % 3 === 0 })
+    const bodyOf = (i: number) => ({
+      title: `title from PUT ${i}`,
+      description: `description from PUT ${i}`,
+      completed: i % 3 === 0,
+    })
     const responses = await race(50, (i) => alice.request('PUT', `/api/tasks/${task.id}`, bodyOf(i)))
     assert.deepEqual(statusCounts(responses), { 200: 50 })
     // Each answer is exactly its own PUT applied in full.
@@ -71,43 +86,49 @@ void test(`the concurrency matrix (${databaseKind})`, async (t) => {
     assert.equal(Date.parse(final.updated_at), newest)
   })
 
-  await t.test('PUT, toggle and DELETE interleaved on one task answer only 200, 204, 404 or 412, never 500', async () => {
-    const alice = asUser(app, 'matrix-interleaver')
-    for (let round = 0; round < 3; round++) {
-      const task = await alice.create({ title: `Interleaved ${round}` })
-      const { etag } = await alice.get(task.id)
-      const responses = await race(40, (i) => {
-        const ifMatch: Record<string, string> = i % 4 === 0 ? { 'if-match': etag } : i % 4 === 1 ? { 'if-match': '*' } : {}
-        if (i === 20 + round || i === 33) return alice.request('DELETE', `/api/tasks/${task.id}`, undefined, ifMatch)
-        if (i % 2 === 0) return alice.request('PUT', `/api/tasks/${task.id}`, { title: `edit ${i}` }, ifMatch)
-        return alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, ifMatch)
-      })
-      const counts = statusCounts(responses)
-      assert.deepEqual(
-        Object.keys(counts).filter((status) => !['200', '204', '404', '412'].includes(status)),
-        [],
-        JSON.stringify(counts),
-      )
-      // A DELETE without a version (request 33 sends *) always finds the task unless another DELETE took it first.
-      assert.equal(counts[204], 1, `deleted exactly once: ${JSON.stringify(counts)}`)
-      // Only requests carrying the first ETag can be 412, and at most one of them can have succeeded.
-      const withFirstEtag = responses.filter((_, i) => i % 4 === 0)
-      assert.equal(
-        responses.filter((_, i) => i % 4 !== 0).filter((response) => response.statusCode === 412).length,
-        0,
-        'no 412 without a stale ETag',
-      )
-      assert.ok(withFirstEtag.filter((response) => response.statusCode === 200 || response.statusCode === 204).length <= 1)
-      for (const response of responses.filter((r) => r.statusCode === 200)) {
-        assert.equal(response.json<TaskJson>().id, task.id)
+  await t.test(
+    'PUT, toggle and DELETE interleaved on one task answer only 200, 204, 404 or 412, never 500',
+    async () => {
+      const alice = asUser(app, 'matrix-interleaver')
+      for (let round = 0; round < 3; round++) {
+        const task = await alice.create({ title: `Interleaved ${round}` })
+        const { etag } = await alice.get(task.id)
+        const responses = await race(40, (i) => {
+          const ifMatch: Record<string, string> =
+            i % 4 === 0 ? { 'if-match': etag } : i % 4 === 1 ? { 'if-match': '*' } : {}
+          if (i === 20 + round || i === 33) return alice.request('DELETE', `/api/tasks/${task.id}`, undefined, ifMatch)
+          if (i % 2 === 0) return alice.request('PUT', `/api/tasks/${task.id}`, { title: `edit ${i}` }, ifMatch)
+          return alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, ifMatch)
+        })
+        const counts = statusCounts(responses)
+        assert.deepEqual(
+          Object.keys(counts).filter((status) => !['200', '204', '404', '412'].includes(status)),
+          [],
+          JSON.stringify(counts),
+        )
+        // A DELETE without a version (request 33 sends *) always finds the task unless another DELETE took it first.
+        assert.equal(counts[204], 1, `deleted exactly once: ${JSON.stringify(counts)}`)
+        // Only requests carrying the first ETag can be 412, and at most one of them can have succeeded.
+        const withFirstEtag = responses.filter((_, i) => i % 4 === 0)
+        assert.equal(
+          responses.filter((_, i) => i % 4 !== 0).filter((response) => response.statusCode === 412).length,
+          0,
+          'no 412 without a stale ETag',
+        )
+        assert.ok(
+          withFirstEtag.filter((response) => response.statusCode === 200 || response.statusCode === 204).length <= 1,
+        )
+        for (const response of responses.filter((r) => r.statusCode === 200)) {
+          assert.equal(response.json<TaskJson>().id, task.id)
+        }
+        assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
+        // Every successful write made a version of its own.
+        const written = responses.filter((response) => response.statusCode === 200)
+        assert.equal(new Set(written.map((response) => response.headers.etag)).size, written.length)
+        t.diagnostic(`round ${round}: ${JSON.stringify(counts)}`)
       }
-      assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
-      // Every successful write made a version of its own.
-      const written = responses.filter((response) => response.statusCode === 200)
-      assert.equal(new Set(written.map((response) => response.headers.etag)).size, written.length)
-      t.diagnostic(`round ${round}: ${JSON.stringify(counts)}`)
-    }
-  })
+    },
+  )
 
   await t.test('two users working at once never see or touch each other’s tasks', async () => {
     const alice = asUser(app, 'matrix-alice')
@@ -155,7 +176,8 @@ void test(`the concurrency matrix (${databaseKind})`, async (t) => {
       const listed = await me.list()
       assert.equal(listed.total, 20, me.userId)
       assert.ok(listed.tasks.every((task) => task.user_id === me.userId && task.title !== 'hijacked'))
-      for (const task of mine) assert.equal((await me.get(task.id)).task.title, task.title, 'untouched by the other user')
+      for (const task of mine)
+        assert.equal((await me.get(task.id)).task.title, task.title, 'untouched by the other user')
     }
   })
 })

@@ -80,7 +80,9 @@ void test('concurrent requests', async (t) => {
     const alice = asUser(app, 'toggle-delete-alice')
     const task = await alice.create({ title: 'Racing' })
     const responses = await race(30, (i) =>
-      i === 15 ? alice.request('DELETE', `/api/tasks/${task.id}`) : alice.request('PATCH', `/api/tasks/${task.id}/complete`),
+      i === 15
+        ? alice.request('DELETE', `/api/tasks/${task.id}`)
+        : alice.request('PATCH', `/api/tasks/${task.id}/complete`),
     )
     const deleted = responses[15]
     assert.equal(deleted?.statusCode, 204)
@@ -92,35 +94,41 @@ void test('concurrent requests', async (t) => {
     assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
   })
 
-  await t.test('200 concurrent creates by several users give exactly 200 tasks, each owned by its creator', async () => {
-    const users = ['create-ann', 'create-ben', 'create-cat', 'create-dan', 'create-eve']
-    const responses = await race(200, (i) => {
-      const user = users[i % users.length] ?? 'create-ann'
-      return asUser(app, user).request('POST', '/api/tasks', { title: `task ${i} of ${user}`, completed: i % 2 === 0 })
-    })
-    assert.deepEqual(statusCounts(responses), { 201: 200 })
-    const created = responses.map((response) => response.json<TaskJson>())
-    assert.equal(new Set(created.map((task) => task.id)).size, 200, 'every task has an id of its own')
-    for (const [i, task] of created.entries()) {
-      const user = users[i % users.length]
-      assert.deepEqual([task.user_id, task.title, task.completed], [user, `task ${i} of ${user}`, i % 2 === 0])
-      assert.equal(responses[i]?.headers.location, `/api/tasks/${task.id}`)
-    }
-    for (const user of users) {
-      const listed = await asUser(app, user).request('GET', '/api/tasks?limit=500')
-      assert.equal(listed.statusCode, 200)
-      assert.equal(listed.headers['x-total-count'], '40', user)
-      const own = created.filter((task) => task.user_id === user)
-      assert.deepEqual(
-        listed
-          .json<TaskJson[]>()
-          .map((task) => task.id)
-          .sort((a, b) => a - b),
-        own.map((task) => task.id).sort((a, b) => a - b),
-        user,
-      )
-    }
-  })
+  await t.test(
+    '200 concurrent creates by several users give exactly 200 tasks, each owned by its creator',
+    async () => {
+      const users = ['create-ann', 'create-ben', 'create-cat', 'create-dan', 'create-eve']
+      const responses = await race(200, (i) => {
+        const user = users[i % users.length] ?? 'create-ann'
+        return asUser(app, user).request('POST', '/api/tasks', {
+          title: `task ${i} of ${user}`,
+          completed: i % 2 === 0,
+        })
+      })
+      assert.deepEqual(statusCounts(responses), { 201: 200 })
+      const created = responses.map((response) => response.json<TaskJson>())
+      assert.equal(new Set(created.map((task) => task.id)).size, 200, 'every task has an id of its own')
+      for (const [i, task] of created.entries()) {
+        const user = users[i % users.length]
+        assert.deepEqual([task.user_id, task.title, task.completed], [user, `task ${i} of ${user}`, i % 2 === 0])
+        assert.equal(responses[i]?.headers.location, `/api/tasks/${task.id}`)
+      }
+      for (const user of users) {
+        const listed = await asUser(app, user).request('GET', '/api/tasks?limit=500')
+        assert.equal(listed.statusCode, 200)
+        assert.equal(listed.headers['x-total-count'], '40', user)
+        const own = created.filter((task) => task.user_id === user)
+        assert.deepEqual(
+          listed
+            .json<TaskJson[]>()
+            .map((task) => task.id)
+            .sort((a, b) => a - b),
+          own.map((task) => task.id).sort((a, b) => a - b),
+          user,
+        )
+      }
+    },
+  )
 
   await t.test('concurrent reads and writes of one user answer no 500', async () => {
     const alice = asUser(app, 'mixed-load-alice')

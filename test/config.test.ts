@@ -24,7 +24,8 @@ function configErrorOf(env: Record<string, string>): ConfigError {
 }
 
 /** The problems of a ConfigError that name `variable`. */
-const problemsAbout = (error: ConfigError, variable: string): string[] => error.problems.filter((problem) => problem.includes(variable))
+const problemsAbout = (error: ConfigError, variable: string): string[] =>
+  error.problems.filter((problem) => problem.includes(variable))
 
 void test('with no variables set, every setting has the default of API.md', () => {
   const config = loadConfig({})
@@ -163,11 +164,10 @@ void test('DATABASE_URL: memory:// is embedded in memory; postgres:// and postgr
 
 void test('JWT_AUDIENCE is a comma-separated list: blanks and surrounding spaces dropped', () => {
   assert.deepEqual(loadConfig({ JWT_AUDIENCE: 'https://app.example.com' }).audiences, ['https://app.example.com'])
-  assert.deepEqual(loadConfig({ JWT_AUDIENCE: ' https://a.example.com , tasks-api,,https://b.example.com ,' }).audiences, [
-    'https://a.example.com',
-    'tasks-api',
-    'https://b.example.com',
-  ])
+  assert.deepEqual(
+    loadConfig({ JWT_AUDIENCE: ' https://a.example.com , tasks-api,,https://b.example.com ,' }).audiences,
+    ['https://a.example.com', 'tasks-api', 'https://b.example.com'],
+  )
   assert.deepEqual(loadConfig({}).audiences, [])
 })
 
@@ -176,14 +176,24 @@ void test('CORS_ORIGINS is a comma-separated list of exact origins; a path, "*" 
     'http://localhost:3000',
     'https://app.example.com',
   ])
-  for (const bad of ['*', 'null', 'localhost:3000', 'https://app.example.com/', 'https://app.example.com/app', 'not-an-origin']) {
+  for (const bad of [
+    '*',
+    'null',
+    'localhost:3000',
+    'https://app.example.com/',
+    'https://app.example.com/app',
+    'not-an-origin',
+  ]) {
     const error = configErrorOf({ CORS_ORIGINS: `http://localhost:3000,${bad}` })
     assert.equal(problemsAbout(error, 'CORS_ORIGINS').length, 1, bad)
   }
 })
 
 void test('JWT_JWKS_URL must be an http(s) URL', () => {
-  assert.equal(loadConfig({ JWT_JWKS_URL: 'http://localhost:3000/api/auth/jwks' }).jwksUrl?.href, 'http://localhost:3000/api/auth/jwks')
+  assert.equal(
+    loadConfig({ JWT_JWKS_URL: 'http://localhost:3000/api/auth/jwks' }).jwksUrl?.href,
+    'http://localhost:3000/api/auth/jwks',
+  )
   for (const bad of ['notaurl', 'ftp://example.com/jwks', 'file:///etc/passwd', '/api/auth/jwks']) {
     assert.equal(problemsAbout(configErrorOf({ JWT_JWKS_URL: bad }), 'JWT_JWKS_URL').length, 1, bad)
   }
@@ -214,7 +224,11 @@ void test('numbers must be plain integers within their bounds', () => {
   }
   assert.equal(loadConfig({ PORT: '0' }).port, 0, 'port 0: any free port')
   const headersPastRequest = configErrorOf({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '4000' })
-  assert.equal(problemsAbout(headersPastRequest, 'HTTP_HEADERS_TIMEOUT_MS').length, 1, 'the headers limit cannot exceed the request limit')
+  assert.equal(
+    problemsAbout(headersPastRequest, 'HTTP_HEADERS_TIMEOUT_MS').length,
+    1,
+    'the headers limit cannot exceed the request limit',
+  )
   assert.equal(loadConfig({ PORT: ' 8080 ' }).port, 8080)
 })
 
@@ -250,10 +264,16 @@ void test('NODE_ENV=production refuses the development secret, unset or given, a
     assert.equal(error.problems.length, 1, JSON.stringify(error.problems))
     assert.match(error.problems[0] ?? '', /^BETTER_AUTH_SECRET /)
     assert.match(error.message, /BETTER_AUTH_SECRET/)
-    assert.ok(!error.message.includes(env.BETTER_AUTH_SECRET || DEVELOPMENT_SECRET), 'the message never shows the secret')
+    assert.ok(
+      !error.message.includes(env.BETTER_AUTH_SECRET || DEVELOPMENT_SECRET),
+      'the message never shows the secret',
+    )
   }
   const config = loadConfig({ NODE_ENV: 'production', BETTER_AUTH_SECRET: secretOf(32) })
-  assert.deepEqual([config.production, config.betterAuthSecret, config.usingDevelopmentSecret], [true, secretOf(32), false])
+  assert.deepEqual(
+    [config.production, config.betterAuthSecret, config.usingDevelopmentSecret],
+    [true, secretOf(32), false],
+  )
 })
 
 void test('several bad variables give one ConfigError naming every one of them', () => {
@@ -284,10 +304,17 @@ const TSX = import.meta.resolve('tsx')
  * Starts `node --import tsx src/main.ts` with exactly `env`, in an empty directory (so no `.env` is read),
  * and gives its exit code and output. A start that does not stop within 30 s is killed (code null).
  */
-async function startMain(env: Record<string, string>): Promise<{ code: number | null; stderr: string; stdout: string }> {
+async function startMain(
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
   const cwd = await mkdtemp(join(tmpdir(), 'tasks-config-test-'))
   try {
-    const child = spawn(process.execPath, ['--import', TSX, MAIN], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    const child = spawn(process.execPath, ['--import', TSX, MAIN], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 30_000,
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')))
@@ -313,7 +340,12 @@ void test('the server refuses to start in production without a secret, naming BE
 
 void test('the server refuses to start in production on the development secret or a short one', async () => {
   for (const secret of [DEVELOPMENT_SECRET, secretOf(31)]) {
-    const { code, stderr } = await startMain({ NODE_ENV: 'production', BETTER_AUTH_SECRET: secret, PORT: '0', DATABASE_URL: 'memory://' })
+    const { code, stderr } = await startMain({
+      NODE_ENV: 'production',
+      BETTER_AUTH_SECRET: secret,
+      PORT: '0',
+      DATABASE_URL: 'memory://',
+    })
     assert.ok(code !== null && code !== 0, `exit code ${code}`)
     assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
     assert.ok(!stderr.includes(secret), 'the secret is not printed')
@@ -331,7 +363,8 @@ void test('with several bad variables the server stops with one message naming t
   }
   const { code, stderr } = await startMain({ ...bad, NODE_ENV: 'production' })
   assert.ok(code !== null && code !== 0, `exit code ${code}`)
-  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET']) assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
+  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET'])
+    assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
   assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
 })
 

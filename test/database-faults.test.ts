@@ -12,7 +12,13 @@ import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
 import { buildApp } from '../src/app.ts'
 import { openDatabase, type Database } from '../src/db/database.ts'
-import { CANCEL_GRACE_MS, limitStatements, mayRetry, StatementNotSentError, StatementTimeoutError } from '../src/db/pg-pool.ts'
+import {
+  CANCEL_GRACE_MS,
+  limitStatements,
+  mayRetry,
+  StatementNotSentError,
+  StatementTimeoutError,
+} from '../src/db/pg-pool.ts'
 import { startServer, temporaryDirectory, waitUntil } from './helpers/child-server.ts'
 import { createTestDatabase, databaseNameOf, TEST_DATABASE_URL, withAdmin } from './helpers/databases.ts'
 import { assertEach503LoggedOnce, assertNoTokenNorStack } from './helpers/logs.ts'
@@ -54,7 +60,10 @@ interface FaultyService {
   tokens: string[]
 }
 
-async function startFaultyService(t: TestContext, options: { poolMax?: number; statementTimeoutMs?: number } = {}): Promise<FaultyService> {
+async function startFaultyService(
+  t: TestContext,
+  options: { poolMax?: number; statementTimeoutMs?: number } = {},
+): Promise<FaultyService> {
   const testDatabase = await createTestDatabase()
   const url = testDatabase.url ?? assert.fail('a server database has a URL')
   const target = new URL(url)
@@ -124,7 +133,12 @@ async function startFaultyService(t: TestContext, options: { poolMax?: number; s
       return (await direct.query(sql, values)).rows
     },
     async backends() {
-      const { rows } = await direct.query<{ pid: number; state: string | null; wait_event_type: string | null; query: string }>(
+      const { rows } = await direct.query<{
+        pid: number
+        state: string | null
+        wait_event_type: string | null
+        query: string
+      }>(
         'select pid, state, wait_event_type, query from pg_stat_activity where datname = $1 and client_port = any($2::int[])',
         [databaseName, proxy.upstreamPorts()],
       )
@@ -197,7 +211,10 @@ if (TEST_DATABASE_URL !== undefined) {
       limitStatements(client, { statementTimeoutMs: STATEMENT_TIMEOUT_MS, connectTimeoutMs: CONNECT_TIMEOUT_MS })
       await client.connect()
       ;(client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
-      await assert.rejects(client.query(`insert into tasks (user_id, title) values ('u', 'never sent')`), StatementNotSentError)
+      await assert.rejects(
+        client.query(`insert into tasks (user_id, title) values ('u', 'never sent')`),
+        StatementNotSentError,
+      )
       const check = new pg.Client({ connectionString: testDatabase.url ?? '' })
       await check.connect()
       const { rows } = await check.query('select count(*)::int as n from tasks')
@@ -239,7 +256,11 @@ if (TEST_DATABASE_URL !== undefined) {
       assert.equal(after.status, 201, 'the first request after the restore succeeds, on a fresh connection')
       report(t, 'cut: first request after restore answered 201 in', Date.now() - restored)
       assert.equal((await service.app.inject({ method: 'GET', url: '/ready' })).statusCode, 200)
-      assert.deepEqual(await service.titles(), ['before the cut', 'after the restore'], 'rows are exactly the acknowledged writes')
+      assert.deepEqual(
+        await service.titles(),
+        ['before the cut', 'after the restore'],
+        'rows are exactly the acknowledged writes',
+      )
       assertLogRules(service)
     })
   })
@@ -257,14 +278,21 @@ if (TEST_DATABASE_URL !== undefined) {
       report(t, 'pause: a read answered 503 after', read.ms)
       const write = await service.call('POST', '/api/tasks', { title: 'during the pause' })
       assertUnavailable(write, 'a write while paused')
-      assert.ok(write.ms < STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS + CONNECT_TIMEOUT_MS + 3000, `bounded (${write.ms} ms)`)
+      assert.ok(
+        write.ms < STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS + CONNECT_TIMEOUT_MS + 3000,
+        `bounded (${write.ms} ms)`,
+      )
 
       service.proxy.restore()
       const restored = Date.now()
       assert.equal((await service.call('POST', '/api/tasks', { title: 'after the pause' })).status, 201)
       report(t, 'pause: first request after restore answered 201 in', Date.now() - restored)
       // The write held during the pause died with its connection: it never reached the server.
-      assert.deepEqual(await service.titles(), ['before the pause', 'after the pause'], 'rows are exactly the acknowledged writes')
+      assert.deepEqual(
+        await service.titles(),
+        ['before the pause', 'after the pause'],
+        'rows are exactly the acknowledged writes',
+      )
       assertLogRules(service)
     })
 
@@ -273,7 +301,10 @@ if (TEST_DATABASE_URL !== undefined) {
       service.proxy.pause()
       const answer = await service.call('GET', '/api/tasks')
       assertUnavailable(answer, 'a request whose connection cannot be opened')
-      assert.ok(answer.ms >= CONNECT_TIMEOUT_MS - 100 && answer.ms < CONNECT_TIMEOUT_MS + 3000, `about the connect limit (${answer.ms} ms)`)
+      assert.ok(
+        answer.ms >= CONNECT_TIMEOUT_MS - 100 && answer.ms < CONNECT_TIMEOUT_MS + 3000,
+        `about the connect limit (${answer.ms} ms)`,
+      )
       report(t, 'pause before connecting: answered 503 after', answer.ms)
       service.proxy.restore()
       assert.equal((await service.call('GET', '/api/tasks')).status, 200)
@@ -292,10 +323,10 @@ if (TEST_DATABASE_URL !== undefined) {
       const before = service.proxy.upstreamPorts().length
       assert.ok(before >= 1)
       await withAdmin((admin) =>
-        admin.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and client_port = any($2::int[])', [
-          service.databaseName,
-          service.proxy.upstreamPorts(),
-        ]),
+        admin.query(
+          'select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and client_port = any($2::int[])',
+          [service.databaseName, service.proxy.upstreamPorts()],
+        ),
       )
       const noticed = await waitUntil(
         'the pool has dropped every killed connection',
@@ -305,7 +336,10 @@ if (TEST_DATABASE_URL !== undefined) {
       report(t, 'killed idle connections: pool dropped them within', noticed)
       assert.ok(service.idleErrors.length >= 1, 'the idle errors were reported, not thrown')
 
-      const answers = [await service.call('GET', '/api/tasks'), await service.call('POST', '/api/tasks', { title: 'after the kill' })]
+      const answers = [
+        await service.call('GET', '/api/tasks'),
+        await service.call('POST', '/api/tasks', { title: 'after the kill' }),
+      ]
       assert.deepEqual(
         answers.map((answer) => answer.status),
         [200, 201],
@@ -340,7 +374,9 @@ if (TEST_DATABASE_URL !== undefined) {
       const pending = titles.map((title) => service.call('POST', '/api/tasks', { title }))
       const waiting = await waitForBackends(service, (backend) => backend.wait_event_type === 'Lock', titles.length)
       await withAdmin((admin) =>
-        admin.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [waiting.map((backend) => backend.pid)]),
+        admin.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [
+          waiting.map((backend) => backend.pid),
+        ]),
       )
       const answers = await Promise.all(pending)
       for (const answer of answers) assertUnavailable(answer, 'a write whose connection died under it')
@@ -366,7 +402,9 @@ if (TEST_DATABASE_URL !== undefined) {
           if new.title like 'slow%' then perform pg_sleep(30); end if;
           return new;
         end $$`)
-      await service.direct('create trigger slow_titles before insert on tasks for each row execute function slow_titles()')
+      await service.direct(
+        'create trigger slow_titles before insert on tasks for each row execute function slow_titles()',
+      )
 
       const answer = await service.call('POST', '/api/tasks', { title: 'slow one' })
       assertUnavailable(answer, 'a statement past the limit')
@@ -379,15 +417,20 @@ if (TEST_DATABASE_URL !== undefined) {
         'no statement of the service runs pg_sleep on the server any more',
         async () =>
           (
-            await service.direct(`select 1 from pg_stat_activity where datname = $1 and state = 'active' and query like 'insert into%'`, [
-              service.databaseName,
-            ])
+            await service.direct(
+              `select 1 from pg_stat_activity where datname = $1 and state = 'active' and query like 'insert into%'`,
+              [service.databaseName],
+            )
           ).length === 0,
         5000,
       )
       report(t, 'pg_sleep: statement gone from pg_stat_activity within', gone)
       assert.deepEqual(await service.titles(), [])
-      assert.equal((await service.call('POST', '/api/tasks', { title: 'quick one' })).status, 201, 'the next statement is served')
+      assert.equal(
+        (await service.call('POST', '/api/tasks', { title: 'quick one' })).status,
+        201,
+        'the next statement is served',
+      )
       assert.deepEqual(await service.titles(), ['quick one'])
       assertLogRules(service)
     })
@@ -398,12 +441,16 @@ if (TEST_DATABASE_URL !== undefined) {
       const answer = await service.call('GET', '/api/tasks')
       assertUnavailable(answer, 'a read past the limit')
       assert.ok(answer.ms < STATEMENT_TIMEOUT_MS + CANCEL_GRACE_MS + 3000, `bounded (${answer.ms} ms)`)
-      // Any session of this database, not only those still behind the proxy: a dropped connection leaves its backend behind.
+      // Any session of this database, not only those still behind the proxy: a dropped connection leaves its backend
+      // behind.
       await waitUntil(
         'no backend waits on the lock any more',
         async () =>
-          (await service.direct(`select 1 from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'`, [service.databaseName]))
-            .length === 0,
+          (
+            await service.direct(`select 1 from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'`, [
+              service.databaseName,
+            ])
+          ).length === 0,
         5000,
       )
       await lock.release()
@@ -418,7 +465,10 @@ if (TEST_DATABASE_URL !== undefined) {
       await waitForBackends(service, (backend) => backend.wait_event_type === 'Lock', 2)
       const third = await service.call('GET', '/api/tasks/1')
       assertUnavailable(third, 'a request that found no free connection')
-      assert.ok(third.ms >= CONNECT_TIMEOUT_MS - 100 && third.ms < CONNECT_TIMEOUT_MS + 3000, `about the connect limit (${third.ms} ms)`)
+      assert.ok(
+        third.ms >= CONNECT_TIMEOUT_MS - 100 && third.ms < CONNECT_TIMEOUT_MS + 3000,
+        `about the connect limit (${third.ms} ms)`,
+      )
       await lock.release()
       assert.deepEqual(
         (await Promise.all(busy)).map((answer) => answer.status),
@@ -438,7 +488,11 @@ if (TEST_DATABASE_URL !== undefined) {
       proxy.cut()
       const server = await startServer(t, {
         cwd: await temporaryDirectory(t),
-        env: { DATABASE_URL: proxy.urlThrough(url), DATABASE_CONNECT_TIMEOUT_MS: '1000', DATABASE_STATEMENT_TIMEOUT_MS: '2000' },
+        env: {
+          DATABASE_URL: proxy.urlThrough(url),
+          DATABASE_CONNECT_TIMEOUT_MS: '1000',
+          DATABASE_STATEMENT_TIMEOUT_MS: '2000',
+        },
         waitForReady: false,
       })
       const token = await tokenFor('early-user')
@@ -462,7 +516,12 @@ if (TEST_DATABASE_URL !== undefined) {
       assert.equal((await get('/api/tasks', false)).status, 401, 'no token is still a 401')
 
       proxy.restore()
-      const recovery = await waitUntil('/ready answers 200', async () => (await get('/ready')).status === 200, 30_000, 200)
+      const recovery = await waitUntil(
+        '/ready answers 200',
+        async () => (await get('/ready')).status === 200,
+        30_000,
+        200,
+      )
       report(t, 'unreachable at start: /ready 200 after the restore within', recovery)
       const created = await fetch(`${server.url}/api/tasks`, {
         method: 'POST',

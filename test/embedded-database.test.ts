@@ -30,7 +30,8 @@ describe('the data directory lock', () => {
     assert.equal(readFileSync(join(directory, LOCK_FILE_NAME), 'utf8').trim(), String(process.pid))
     assert.throws(
       () => lockDataDir(directory),
-      (error: unknown) => error instanceof DataDirLockedError && error.ownerPid === process.pid && error.message.includes(directory),
+      (error: unknown) =>
+        error instanceof DataDirLockedError && error.ownerPid === process.pid && error.message.includes(directory),
     )
     lock.release()
     assert.equal(existsSync(join(directory, LOCK_FILE_NAME)), false, 'released: the file is gone')
@@ -42,7 +43,11 @@ describe('the data directory lock', () => {
     for (const stale of [`${await deadPid()}\n`, '', 'not a pid']) {
       writeFileSync(join(directory, LOCK_FILE_NAME), stale)
       const lock = lockDataDir(directory)
-      assert.equal(readFileSync(join(directory, LOCK_FILE_NAME), 'utf8').trim(), String(process.pid), JSON.stringify(stale))
+      assert.equal(
+        readFileSync(join(directory, LOCK_FILE_NAME), 'utf8').trim(),
+        String(process.pid),
+        JSON.stringify(stale),
+      )
       lock.release()
     }
   })
@@ -92,7 +97,9 @@ if (TEST_DATABASE_URL === undefined) {
       }
       for (let n = 0; n < 10; n++) await track(`sequential ${n}`)
       await Promise.all(Array.from({ length: 20 }, (_, n) => track(`concurrent ${n}`)))
-      const completed = await fetch(`${first.url}/api/tasks?limit=1&sort=title`, { headers: { authorization: `Bearer ${token}` } })
+      const completed = await fetch(`${first.url}/api/tasks?limit=1&sort=title`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
       const [firstTask] = (await completed.json()) as { id: number; title: string }[]
       const toggle = await fetch(`${first.url}/api/tasks/${firstTask?.id}/complete`, {
         method: 'PATCH',
@@ -114,11 +121,18 @@ if (TEST_DATABASE_URL === undefined) {
 
       const second = await startServer(t, { cwd: directory })
       const stored = await titles(second, token)
-      for (const title of acknowledged) assert.ok(stored.includes(title), `acknowledged write "${title}" survived kill -9`)
+      for (const title of acknowledged)
+        assert.ok(stored.includes(title), `acknowledged write "${title}" survived kill -9`)
       assert.equal(new Set(stored).size, stored.length, 'nothing was written twice')
       assert.ok(stored.length >= acknowledged.size && stored.length <= 50)
-      const reread = await fetch(`${second.url}/api/tasks/${firstTask?.id}`, { headers: { authorization: `Bearer ${token}` } })
-      assert.equal(((await reread.json()) as { completed: boolean }).completed, true, 'the acknowledged update survived')
+      const reread = await fetch(`${second.url}/api/tasks/${firstTask?.id}`, {
+        headers: { authorization: `Bearer ${token}` },
+      })
+      assert.equal(
+        ((await reread.json()) as { completed: boolean }).completed,
+        true,
+        'the acknowledged update survived',
+      )
       t.diagnostic(`kill -9: ${acknowledged.size} acknowledged writes, ${stored.length} rows after the restart`)
       assert.equal(readFileSync(join(directory, '.data', LOCK_FILE_NAME), 'utf8').trim(), String(second.child.pid))
 

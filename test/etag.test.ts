@@ -15,9 +15,19 @@ const NOT_FOUND = '{"detail":"Task not found"}'
 
 /** The three conditional writes, each with a body that would change the task if it were let through. */
 const WRITES = [
-  { name: 'PUT', method: 'PUT', path: (id: number) => `/api/tasks/${id}`, payload: { title: 'Overwritten', completed: true } },
+  {
+    name: 'PUT',
+    method: 'PUT',
+    path: (id: number) => `/api/tasks/${id}`,
+    payload: { title: 'Overwritten', completed: true },
+  },
   { name: 'PATCH toggle', method: 'PATCH', path: (id: number) => `/api/tasks/${id}/complete`, payload: undefined },
-  { name: 'PATCH set', method: 'PATCH', path: (id: number) => `/api/tasks/${id}/complete`, payload: { completed: true } },
+  {
+    name: 'PATCH set',
+    method: 'PATCH',
+    path: (id: number) => `/api/tasks/${id}/complete`,
+    payload: { completed: true },
+  },
   { name: 'DELETE', method: 'DELETE', path: (id: number) => `/api/tasks/${id}`, payload: undefined },
 ] as const
 
@@ -82,7 +92,14 @@ void test('a stale If-Match on PUT, PATCH and DELETE is 412 and the task is unch
   // only stale ones are stale too, on every write: never a 500.
   const leadingZero = `"0${before.etag.slice(1)}`
   const pastYear9999 = ['"253402300800000"', '"8640000000000001"', '"9999999999999999"']
-  for (const ifMatch of ['"123"', '"not-a-version"', `W/${before.etag}`, leadingZero, `${staleEtag}, "1"`, ...pastYear9999]) {
+  for (const ifMatch of [
+    '"123"',
+    '"not-a-version"',
+    `W/${before.etag}`,
+    leadingZero,
+    `${staleEtag}, "1"`,
+    ...pastYear9999,
+  ]) {
     for (const write of WRITES) {
       const response = await alice.request(write.method, write.path(id), write.payload, { 'if-match': ifMatch })
       assert.equal(response.statusCode, 412, `${write.name} If-Match: ${ifMatch}`)
@@ -99,7 +116,9 @@ void test('the current ETag or * lets PUT, PATCH and DELETE proceed', async (t) 
       const label = `${write.name} with ${useStar ? '*' : 'the current ETag'}`
       const task = await alice.create({ title: `For ${label}` })
       const { etag } = await alice.get(task.id)
-      const response = await alice.request(write.method, write.path(task.id), write.payload, { 'if-match': useStar ? '*' : etag })
+      const response = await alice.request(write.method, write.path(task.id), write.payload, {
+        'if-match': useStar ? '*' : etag,
+      })
       if (write.method === 'DELETE') {
         assert.equal(response.statusCode, 204, label)
         assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404, label)
@@ -113,7 +132,12 @@ void test('the current ETag or * lets PUT, PATCH and DELETE proceed', async (t) 
   // A list naming the current ETag among others matches, with any spacing.
   const task = await alice.create({ title: 'Listed' })
   const { etag } = await alice.get(task.id)
-  const response = await alice.request('PUT', `/api/tasks/${task.id}`, { title: 'Matched' }, { 'if-match': ` "1" ,W/"2",${etag} ` })
+  const response = await alice.request(
+    'PUT',
+    `/api/tasks/${task.id}`,
+    { title: 'Matched' },
+    { 'if-match': ` "1" ,W/"2",${etag} ` },
+  )
   assert.equal(response.statusCode, 200, response.body)
   assert.equal(response.json<TaskJson>().title, 'Matched')
 })
@@ -133,7 +157,11 @@ void test("If-Match on another user's task or a missing one is 404, never 412, a
     for (const ifMatch of [etag, before.etag, '*', '"253402300800000"']) {
       for (const id of [task.id, missing]) {
         const response = await mallory.request(write.method, write.path(id), write.payload, { 'if-match': ifMatch })
-        assert.deepEqual([response.statusCode, response.body], [404, NOT_FOUND], `${write.name} #${id} If-Match: ${ifMatch}`)
+        assert.deepEqual(
+          [response.statusCode, response.body],
+          [404, NOT_FOUND],
+          `${write.name} #${id} If-Match: ${ifMatch}`,
+        )
       }
       const own = await alice.request(write.method, write.path(missing), write.payload, { 'if-match': ifMatch })
       assert.equal(own.statusCode, 404, `${write.name} of a missing task`)
@@ -174,12 +202,16 @@ void test(`10 concurrent PUTs carrying the same ETag: exactly one 200, the rest 
     )
     assert.deepEqual(statusCounts(responses), { 200: 1, 412: 9 })
     const winner = responses.find((response) => response.statusCode === 200)!
-    for (const response of responses.filter((r) => r.statusCode === 412)) assert.equal(response.body, PRECONDITION_FAILED)
+    for (const response of responses.filter((r) => r.statusCode === 412))
+      assert.equal(response.body, PRECONDITION_FAILED)
     const final = await alice.get(task.id)
     assert.deepEqual(final.task, winner.json<TaskJson>())
     assert.equal(final.etag, etagOf(winner))
     const i = responses.indexOf(winner)
-    assert.deepEqual([final.task.title, final.task.description, final.task.completed], [`tab ${i}`, `written by tab ${i}`, i % 2 === 0])
+    assert.deepEqual(
+      [final.task.title, final.task.description, final.task.completed],
+      [`tab ${i}`, `written by tab ${i}`, i % 2 === 0],
+    )
   }
 })
 
@@ -188,12 +220,16 @@ void test('concurrent toggles and deletes carrying the same ETag: exactly one wi
   const alice = asUser(app, 'etag-race-2')
   const task = await alice.create({ title: 'Toggle once', completed: false })
   const { etag } = await alice.get(task.id)
-  const toggles = await race(10, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, { 'if-match': etag }))
+  const toggles = await race(10, () =>
+    alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, { 'if-match': etag }),
+  )
   assert.deepEqual(statusCounts(toggles), { 200: 1, 412: 9 })
   const after = await alice.get(task.id)
   assert.equal(after.task.completed, true, 'toggled exactly once')
 
-  const deletes = await race(10, () => alice.request('DELETE', `/api/tasks/${task.id}`, undefined, { 'if-match': after.etag }))
+  const deletes = await race(10, () =>
+    alice.request('DELETE', `/api/tasks/${task.id}`, undefined, { 'if-match': after.etag }),
+  )
   const counts = statusCounts(deletes)
   // The first delete wins; the others found it changed (412) or, after it was gone, found nothing (404).
   assert.equal(counts[204], 1, JSON.stringify(counts))
@@ -238,7 +274,10 @@ void test('browsers may send Idempotency-Key and If-Match and read ETag (CORS)',
   })
   assert.equal(created.statusCode, 201)
   const exposed = list(created, 'access-control-expose-headers')
-  assert.ok(exposed.includes('etag') && exposed.includes('idempotent-replayed') && exposed.includes('location'), exposed.join())
+  assert.ok(
+    exposed.includes('etag') && exposed.includes('idempotent-replayed') && exposed.includes('location'),
+    exposed.join(),
+  )
 })
 
 interface OpenApiOperation {
@@ -285,7 +324,9 @@ void test('the OpenAPI document describes Idempotency-Key, If-Match, ETag and th
     ['/api/tasks/{id}/complete', 'patch'],
   ] as const) {
     assert.ok(
-      Object.keys(operation(path, method).responses['200']?.headers ?? {}).some((name) => name.toLowerCase() === 'etag'),
+      Object.keys(operation(path, method).responses['200']?.headers ?? {}).some(
+        (name) => name.toLowerCase() === 'etag',
+      ),
       `${method} ${path} documents the ETag header`,
     )
   }

@@ -49,7 +49,14 @@ for (const idempotent of [false, true]) {
 const authHeaders = new Map<string, Promise<{ authorization: string }>>()
 
 /** A request over a real loopback connection (no keep-alive reuse, so each one is its own connection). */
-async function send(port: number, userId: string, method: string, path: string, body?: object, headers: Record<string, string> = {}) {
+async function send(
+  port: number,
+  userId: string,
+  method: string,
+  path: string,
+  body?: object,
+  headers: Record<string, string> = {},
+) {
   if (!authHeaders.has(userId)) authHeaders.set(userId, authHeaderFor(userId))
   const response = await fetch(`http://127.0.0.1:${port}${path}`, {
     method,
@@ -162,7 +169,9 @@ void test(`past the share a request waits DATABASE_PER_USER_WAIT_MS for a turn, 
 void test(`a status-filtered page is read from an index on (user_id, completed, key, id) in every sort and order (${databaseKind})`, async (t) => {
   const { database } = await buildTestApp(t)
   const db = database.db
-  await db.execute(sql`insert into tasks (user_id, title, completed) select 'big', 'task ' || g, true from generate_series(1, 5000) g`)
+  await db.execute(
+    sql`insert into tasks (user_id, title, completed) select 'big', 'task ' || g, true from generate_series(1, 5000) g`,
+  )
   await db.execute(sql`analyze tasks`)
   const keys = { created: sql`created_at`, updated: sql`updated_at`, title: sql`lower(title) collate "C"` }
   for (const [sort, key] of Object.entries(keys)) {

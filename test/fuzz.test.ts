@@ -17,7 +17,8 @@ const TIME_LIMIT_MS = 90_000
 /** Every row of the tasks table, as text: compared before and after each refused request. */
 async function snapshot(database: Database): Promise<string> {
   const sql = 'select * from tasks order by id'
-  const rows = database.kind === 'pglite' ? (await database.client.query(sql)).rows : (await database.pool.query(sql)).rows
+  const rows =
+    database.kind === 'pglite' ? (await database.client.query(sql)).rows : (await database.pool.query(sql)).rows
   return JSON.stringify(rows)
 }
 
@@ -29,14 +30,27 @@ function assertErrorShape(status: number, body: string, request: string): void {
   } catch {
     assert.fail(`${status} without a JSON body for ${request}: ${body.slice(0, 200)}`)
   }
-  assert.ok(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed), `${status} body is an object for ${request}`)
-  assert.deepEqual(Object.keys(parsed), ['detail'], `${status} body has only "detail" for ${request}: ${body.slice(0, 200)}`)
+  assert.ok(
+    typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed),
+    `${status} body is an object for ${request}`,
+  )
+  assert.deepEqual(
+    Object.keys(parsed),
+    ['detail'],
+    `${status} body has only "detail" for ${request}: ${body.slice(0, 200)}`,
+  )
   const { detail } = parsed as { detail: unknown }
   if (typeof detail === 'string') return
-  assert.ok(Array.isArray(detail) && detail.length > 0, `${status} detail is a string or a non-empty list for ${request}`)
+  assert.ok(
+    Array.isArray(detail) && detail.length > 0,
+    `${status} detail is a string or a non-empty list for ${request}`,
+  )
   for (const issue of detail as unknown[]) {
     const { loc, msg, type } = issue as { loc?: unknown; msg?: unknown; type?: unknown }
-    assert.ok(Array.isArray(loc) && loc.every((part) => typeof part === 'string' || typeof part === 'number'), `loc for ${request}`)
+    assert.ok(
+      Array.isArray(loc) && loc.every((part) => typeof part === 'string' || typeof part === 'number'),
+      `loc for ${request}`,
+    )
     assert.ok(typeof msg === 'string' && typeof type === 'string', `msg and type for ${request}`)
   }
 }
@@ -66,7 +80,21 @@ test('fuzzed requests to every route: never a 5xx, every error body of API.md’
   const id = fc.oneof(
     fc.constantFrom(...ids),
     fc.integer().map(String),
-    fc.constantFrom('0', '-1', '1.5', '1e3', '0x10', ' 1', '9007199254740993', 'Infinity', 'NaN', 'null', '%00', '%2e%2e', '%F0%9F%98%80'),
+    fc.constantFrom(
+      '0',
+      '-1',
+      '1.5',
+      '1e3',
+      '0x10',
+      ' 1',
+      '9007199254740993',
+      'Infinity',
+      'NaN',
+      'null',
+      '%00',
+      '%2e%2e',
+      '%F0%9F%98%80',
+    ),
     printable(20).map(encodeURIComponent),
   )
   const route = fc.oneof(
@@ -76,7 +104,9 @@ test('fuzzed requests to every route: never a 5xx, every error body of API.md’
     id.map((value) => ({ method: 'PUT', path: `/api/tasks/${value}` })),
     id.map((value) => ({ method: 'PATCH', path: `/api/tasks/${value}/complete` })),
     id.map((value) => ({ method: 'DELETE', path: `/api/tasks/${value}` })),
-    fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS').map((method) => ({ method, path: '/api/tasks' })),
+    fc
+      .constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS')
+      .map((method) => ({ method, path: '/api/tasks' })),
     fc
       .constantFrom('/health', '/ready', '/nope', '/api', '/api/tasks/1/2', '/api/tasks/1/complete/x')
       .map((path) => ({ method: 'GET', path })),
@@ -86,7 +116,22 @@ test('fuzzed requests to every route: never a 5xx, every error body of API.md’
     .dictionary(
       fc.constantFrom('status', 'sort', 'order', 'limit', 'offset', 'user_id', 'x'),
       fc.oneof(
-        fc.constantFrom('all', 'pending', 'completed', 'created', 'updated', 'title', 'asc', 'desc', '0', '1', '500', '501', '-1', ''),
+        fc.constantFrom(
+          'all',
+          'pending',
+          'completed',
+          'created',
+          'updated',
+          'title',
+          'asc',
+          'desc',
+          '0',
+          '1',
+          '500',
+          '501',
+          '-1',
+          '',
+        ),
         printable(12),
       ),
       { maxKeys: 4 },
@@ -95,17 +140,36 @@ test('fuzzed requests to every route: never a 5xx, every error body of API.md’
   const body = fc.oneof(
     fc.constant(undefined),
     fc
-      .record({ title: value, description: value, completed: value, user_id: value, id: value, extra: value }, { requiredKeys: [] })
+      .record(
+        { title: value, description: value, completed: value, user_id: value, id: value, extra: value },
+        { requiredKeys: [] },
+      )
       .map((object) => JSON.stringify(object)),
-    fc.record({ title: fc.string({ maxLength: 210 }) }, { requiredKeys: ['title'] }).map((object) => JSON.stringify(object)),
+    fc
+      .record({ title: fc.string({ maxLength: 210 }) }, { requiredKeys: ['title'] })
+      .map((object) => JSON.stringify(object)),
     fc.jsonValue().map((json) => JSON.stringify(json)),
     fc.string({ maxLength: 200 }),
-    fc.constantFrom('{', '{"title": "a",}', '{"__proto__": {"x": 1}, "title": "a"}', '{"constructor": {}}', 'null', '[]', '"x"', ''),
-    fc.integer({ min: 60 * 1024, max: 70 * 1024 }).map((size) => JSON.stringify({ title: 'big', description: 'x'.repeat(size) })),
+    fc.constantFrom(
+      '{',
+      '{"title": "a",}',
+      '{"__proto__": {"x": 1}, "title": "a"}',
+      '{"constructor": {}}',
+      'null',
+      '[]',
+      '"x"',
+      '',
+    ),
+    fc
+      .integer({ min: 60 * 1024, max: 70 * 1024 })
+      .map((size) => JSON.stringify({ title: 'big', description: 'x'.repeat(size) })),
   )
   // Mostly a valid token and a JSON content type, so that most requests get past authentication and parsing.
   const usually = <T>(common: T, ...rare: T[]): fc.Arbitrary<T> =>
-    fc.oneof({ arbitrary: fc.constant(common), weight: rare.length }, { arbitrary: fc.constantFrom(...rare), weight: rare.length })
+    fc.oneof(
+      { arbitrary: fc.constant(common), weight: rare.length },
+      { arbitrary: fc.constantFrom(...rare), weight: rare.length },
+    )
   const headers = fc.record(
     {
       'content-type': usually(
@@ -153,12 +217,18 @@ test('fuzzed requests to every route: never a 5xx, every error body of API.md’
       assert.ok(response.statusCode < 500, `${response.statusCode} for ${request}: ${response.body.slice(0, 200)}`)
       if (response.statusCode >= 400) {
         assertErrorShape(response.statusCode, response.body, request)
-        assert.equal(await snapshot(database), before, `a refused request (${response.statusCode}) changed rows: ${request}`)
+        assert.equal(
+          await snapshot(database),
+          before,
+          `a refused request (${response.statusCode}) changed rows: ${request}`,
+        )
       }
     }),
     { numRuns: RUNS, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: false },
   )
-  t.diagnostic(`fuzz: ${runs} requests; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`)
+  t.diagnostic(
+    `fuzz: ${runs} requests; statuses ${JSON.stringify(Object.fromEntries([...statuses].sort(([a], [b]) => a - b)))}`,
+  )
   assert.ok(!logs.some((line) => line.includes('"stack"')), 'no stack trace in the logs')
   assert.ok(!logs.some((line) => line.includes(owner) || line.includes(other)), 'no token in the logs')
 })

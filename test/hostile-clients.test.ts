@@ -29,7 +29,10 @@ async function suiteDatabaseUrl(t: Scope): Promise<string> {
 }
 
 let limitedServer: Promise<ChildServer> | undefined
-/** The shared server's cleanups, run after the file's last test (an `after` registered inside a test would run after that test). */
+/**
+ * The shared server's cleanups, run after the file's last test (an `after` registered inside a test would run after
+ * that test).
+ */
 const fileCleanups: (() => unknown)[] = []
 after(async () => {
   for (const cleanup of fileCleanups.reverse()) await cleanup()
@@ -99,7 +102,8 @@ function parseResponse(text: string): { status: number; body: unknown; headers: 
   const split = text.indexOf('\r\n\r\n')
   const headers = text.slice(0, split)
   let body = text.slice(split + 4)
-  if (/transfer-encoding: chunked/i.test(headers)) body = body.replace(/^[0-9a-f]+\r\n/i, '').replace(/\r\n0\r\n\r\n$/, '')
+  if (/transfer-encoding: chunked/i.test(headers))
+    body = body.replace(/^[0-9a-f]+\r\n/i, '').replace(/\r\n0\r\n\r\n$/, '')
   return { status, body: body === '' ? null : (JSON.parse(body) as unknown), headers }
 }
 
@@ -175,7 +179,10 @@ describe('slow clients are cut at their time limits', () => {
     const answered = Date.now()
     await connection.closed
     const idle = Date.now() - answered
-    assert.ok(idle >= KEEP_ALIVE_TIMEOUT_MS - 100 && idle < KEEP_ALIVE_TIMEOUT_MS + CHECK_SLACK_MS, `closed ${idle} ms after the response`)
+    assert.ok(
+      idle >= KEEP_ALIVE_TIMEOUT_MS - 100 && idle < KEEP_ALIVE_TIMEOUT_MS + CHECK_SLACK_MS,
+      `closed ${idle} ms after the response`,
+    )
   })
 })
 
@@ -196,7 +203,11 @@ describe('oversized requests', () => {
       while (!connection.received().includes('\r\n\r\n') && !connection.socket.destroyed && sent < 64 * 1024 * 1024) {
         sent += chunk.length
         if (!connection.socket.write(chunk)) {
-          await Promise.race([new Promise((resolve) => connection.socket.once('drain', resolve)), connection.closed, delay(100)])
+          await Promise.race([
+            new Promise((resolve) => connection.socket.once('drain', resolve)),
+            connection.closed,
+            delay(100),
+          ])
         }
       }
       await waitUntil(
@@ -210,7 +221,10 @@ describe('oversized requests', () => {
       assert.deepEqual(answer.body, { detail: 'Request body too large (limit 65536 bytes)' })
       assert.match(answer.headers, /connection: close/i)
       const closedAfter = await Promise.race([connection.closed, delay(10_000).then(() => -1)])
-      assert.ok(closedAfter >= 0, 'the server closes the connection (after a short linger): the client cannot keep streaming into it')
+      assert.ok(
+        closedAfter >= 0,
+        'the server closes the connection (after a short linger): the client cannot keep streaming into it',
+      )
       assert.ok(sent < 64 * 1024 * 1024, `answered long before the body ended (${sent} bytes sent)`)
       t.diagnostic(`413 ${chunked ? 'chunked' : 'content-length'}: answered after ${sent} bytes were written`)
       assert.equal(await taskCount(server, token), 0)
@@ -238,7 +252,12 @@ describe('pipelined requests whose replies are not read (issue 10)', () => {
     const health = 'GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n'
     const atTheLimit = await openRaw(t, server)
     atTheLimit.socket.write(health.repeat(MAX_PIPELINED_REQUESTS))
-    await waitUntil('every reply up to the limit arrived', () => replies(atTheLimit.received()) === MAX_PIPELINED_REQUESTS, 5000, 10)
+    await waitUntil(
+      'every reply up to the limit arrived',
+      () => replies(atTheLimit.received()) === MAX_PIPELINED_REQUESTS,
+      5000,
+      10,
+    )
     assert.ok(!atTheLimit.socket.destroyed, 'a connection at the limit stays open')
 
     const pastTheLimit = await openRaw(t, server)
@@ -256,7 +275,9 @@ describe('pipelined requests whose replies are not read (issue 10)', () => {
     const connection = await openRaw(t, server)
     connection.socket.pause()
     connection.socket.write(
-      `GET /api/tasks?limit=200 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`.repeat(MAX_PIPELINED_REQUESTS),
+      `GET /api/tasks?limit=200 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`.repeat(
+        MAX_PIPELINED_REQUESTS,
+      ),
     )
     await delay(SEND_TIMEOUT_MS + CHECK_SLACK_MS)
     connection.socket.resume()
@@ -272,7 +293,10 @@ describe('pipelined requests whose replies are not read (issue 10)', () => {
 describe('many connections', () => {
   test('1,000 concurrent idle connections do not stop /health (nor an authenticated request) from answering', async (t) => {
     // The default limits: idle connections are cut only after 10 s, so all 1,000 stay open while /health is asked.
-    const server = await startServer(t, { cwd: await temporaryDirectory(t), env: { DATABASE_URL: await suiteDatabaseUrl(t) } })
+    const server = await startServer(t, {
+      cwd: await temporaryDirectory(t),
+      env: { DATABASE_URL: await suiteDatabaseUrl(t) },
+    })
     const sockets: Socket[] = []
     t.after(() => sockets.forEach((socket) => socket.destroy()))
     let closedEarly = 0

@@ -34,7 +34,11 @@ function preflight(url: string, origin: string, method = 'POST'): InjectOptions 
   return {
     method: 'OPTIONS',
     url,
-    headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': 'authorization,content-type' },
+    headers: {
+      origin,
+      'access-control-request-method': method,
+      'access-control-request-headers': 'authorization,content-type',
+    },
   }
 }
 
@@ -84,7 +88,12 @@ function assertSecurityHeaders(response: LightMyRequestResponse, label: string):
 
 /** A task of `headers`' user, created through the API. */
 async function createTask(app: FastifyInstance, headers: Record<string, string>): Promise<number> {
-  const created = await app.inject({ method: 'POST', url: '/api/tasks', headers, payload: { title: 'Water the plants' } })
+  const created = await app.inject({
+    method: 'POST',
+    url: '/api/tasks',
+    headers,
+    payload: { title: 'Water the plants' },
+  })
   assert.equal(created.statusCode, 201, created.body)
   return created.json<{ id: number }>().id
 }
@@ -105,12 +114,18 @@ void test('a preflight from an allowed origin succeeds, allows Authorization and
     for (const [url, method] of cases) {
       const response = await app.inject(preflight(url, origin, method))
       const label = `${method} ${url} from ${origin}`
-      assert.ok(response.statusCode >= 200 && response.statusCode < 300, `${label}: ${response.statusCode} ${response.body}`)
+      assert.ok(
+        response.statusCode >= 200 && response.statusCode < 300,
+        `${label}: ${response.statusCode} ${response.body}`,
+      )
       assert.equal(response.headers['access-control-allow-origin'], origin, label)
       assert.equal(response.headers['access-control-allow-credentials'], undefined, `${label}: no credentials`)
       assert.equal(response.headers['www-authenticate'], undefined, label)
       const allowedHeaders = listHeader(response, 'access-control-allow-headers')
-      assert.ok(allowedHeaders.includes('authorization') && allowedHeaders.includes('content-type'), `${label}: ${allowedHeaders.join()}`)
+      assert.ok(
+        allowedHeaders.includes('authorization') && allowedHeaders.includes('content-type'),
+        `${label}: ${allowedHeaders.join()}`,
+      )
       assert.ok(listHeader(response, 'access-control-allow-methods').includes(method.toLowerCase()), label)
       assert.ok(listHeader(response, 'vary').includes('origin'), `${label}: Vary: Origin (caches must not mix origins)`)
     }
@@ -152,8 +167,16 @@ void test('a 401 (and other errors) to an allowed origin still carry Access-Cont
   const expired = await signHs256({ sub: 'user_cors', iat: nowS() - 7200, exp: nowS() - 3600 })
   const cases: [InjectOptions & { url: string }, number, string][] = [
     [{ method: 'GET', url: '/api/tasks', headers: { origin: ALLOWED } }, 401, 'Not authenticated'],
-    [{ method: 'GET', url: '/api/tasks', headers: { origin: ALLOWED, authorization: 'Bearer not-a-token' } }, 401, 'Invalid token'],
-    [{ method: 'GET', url: '/api/tasks', headers: { origin: ALLOWED, authorization: `Bearer ${expired}` } }, 401, 'Token expired'],
+    [
+      { method: 'GET', url: '/api/tasks', headers: { origin: ALLOWED, authorization: 'Bearer not-a-token' } },
+      401,
+      'Invalid token',
+    ],
+    [
+      { method: 'GET', url: '/api/tasks', headers: { origin: ALLOWED, authorization: `Bearer ${expired}` } },
+      401,
+      'Token expired',
+    ],
     [{ method: 'GET', url: '/nowhere', headers: { origin: ALLOWED } }, 404, 'Not Found'],
     [
       { method: 'GET', url: '/api/tasks/999999', headers: { origin: ALLOWED, ...(await authHeaderFor('user_cors')) } },
@@ -193,7 +216,8 @@ void test('an OPTIONS request without Origin is not an error in a foreign shape'
   const response = await app.inject({ method: 'OPTIONS', url: '/api/tasks' })
   assert.notEqual(response.statusCode, 401)
   assert.equal(response.headers['access-control-allow-origin'], undefined)
-  if (response.statusCode >= 400) assert.equal(typeof response.json<{ detail: unknown }>().detail, 'string', response.body)
+  if (response.statusCode >= 400)
+    assert.equal(typeof response.json<{ detail: unknown }>().detail, 'string', response.body)
   assertSecurityHeaders(response, 'OPTIONS without Origin')
 })
 
@@ -220,9 +244,17 @@ void test('security headers and X-Request-Id are on every response, errors and p
     ['missing task', { method: 'GET', url: '/api/tasks/999999', headers: auth }, 404],
     ['validation', { method: 'POST', url: '/api/tasks', headers: auth, payload: { title: '' } }, 422],
     ['bad id', { method: 'GET', url: '/api/tasks/abc', headers: auth }, 422],
-    ['media type', { method: 'POST', url: '/api/tasks', headers: { ...auth, 'content-type': 'text/plain' }, payload: 'title' }, 415],
+    [
+      'media type',
+      { method: 'POST', url: '/api/tasks', headers: { ...auth, 'content-type': 'text/plain' }, payload: 'title' },
+      415,
+    ],
     ['malformed JSON', { method: 'POST', url: '/api/tasks', headers: json, payload: '{"title":' }, 400],
-    ['too large', { method: 'POST', url: '/api/tasks', headers: json, payload: JSON.stringify({ title: 'x'.repeat(70_000) }) }, 413],
+    [
+      'too large',
+      { method: 'POST', url: '/api/tasks', headers: json, payload: JSON.stringify({ title: 'x'.repeat(70_000) }) },
+      413,
+    ],
     // Answered by Fastify's frameworkErrors before routing, where no onRequest hook runs.
     ['undecodable URL', { method: 'GET', url: '/api/tasks/%E0%A4%A', headers: auth }, 400],
     ['path segment too long', { method: 'GET', url: `/api/tasks/${'1'.repeat(101)}`, headers: auth }, 414],
@@ -294,7 +326,12 @@ void test('an insane X-Request-Id (too long, spaces, control or non-ASCII charac
 
 void test('a request without X-Request-Id gets a generated one, and its log lines carry it', async (t) => {
   const { app, logs } = await buildTestApp(t)
-  const response = await app.inject({ method: 'POST', url: '/api/tasks', headers: await authHeaderFor('user_rid'), payload: {} })
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/tasks',
+    headers: await authHeaderFor('user_rid'),
+    payload: {},
+  })
   assert.equal(response.statusCode, 422)
   const requestId = String(response.headers['x-request-id'])
   assert.match(requestId, UUID)
@@ -355,7 +392,11 @@ void test('a client that aborts its upload is logged as such, never as a databas
     socket.on('error', reject)
   })
   // The server notices the abort asynchronously: wait (bounded) for its log line.
-  for (let waited = 0; waited < 5000 && !logs.some((line) => line.includes('client closed the connection')); waited += 50) {
+  for (
+    let waited = 0;
+    waited < 5000 && !logs.some((line) => line.includes('client closed the connection'));
+    waited += 50
+  ) {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   assert.ok(
@@ -472,7 +513,9 @@ void test('/openapi.json is a valid OpenAPI 3.1 document', async (t) => {
   assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2))
   assert.equal(validator.version, '3.1')
   // The validator is not vacuous: the same document with a broken operation fails.
-  const broken = structuredClone(document) as unknown as { paths: Record<string, Record<string, { responses: unknown }>> }
+  const broken = structuredClone(document) as unknown as {
+    paths: Record<string, Record<string, { responses: unknown }>>
+  }
   const health = broken.paths['/health']?.get
   assert.ok(health !== undefined)
   health.responses = 'none'
@@ -486,8 +529,14 @@ void test('/openapi.json describes every route of API.md: bearer security on eve
   assert.deepEqual([...operations.keys()].sort(), [...API_OPERATIONS].sort())
 
   const scheme = document.components?.securitySchemes?.bearerAuth
-  assert.deepEqual({ type: scheme?.type, scheme: String(scheme?.scheme).toLowerCase() }, { type: 'http', scheme: 'bearer' })
-  assert.ok(document.security === undefined || document.security.length === 0, 'no global security (it would cover /health)')
+  assert.deepEqual(
+    { type: scheme?.type, scheme: String(scheme?.scheme).toLowerCase() },
+    { type: 'http', scheme: 'bearer' },
+  )
+  assert.ok(
+    document.security === undefined || document.security.length === 0,
+    'no global security (it would cover /health)',
+  )
 
   for (const [name, operation] of operations) {
     if (name.includes(' /api/')) {
@@ -498,7 +547,9 @@ void test('/openapi.json describes every route of API.md: bearer security on eve
     }
     if (name.includes('{id}')) {
       assert.ok(
-        operation.parameters?.some((parameter) => parameter.in === 'path' && parameter.name === 'id' && parameter.required === true),
+        operation.parameters?.some(
+          (parameter) => parameter.in === 'path' && parameter.name === 'id' && parameter.required === true,
+        ),
         `${name} documents its {id}`,
       )
     }
@@ -507,7 +558,13 @@ void test('/openapi.json describes every route of API.md: bearer security on eve
   assert.ok('204' in (operations.get('DELETE /api/tasks/{id}')?.responses ?? {}))
   assert.ok('503' in (operations.get('GET /ready')?.responses ?? {}))
   const listParameters = operations.get('GET /api/tasks')?.parameters?.filter((parameter) => parameter.in === 'query')
-  assert.deepEqual(listParameters?.map((parameter) => parameter.name).sort(), ['limit', 'offset', 'order', 'sort', 'status'])
+  assert.deepEqual(listParameters?.map((parameter) => parameter.name).sort(), [
+    'limit',
+    'offset',
+    'order',
+    'sort',
+    'status',
+  ])
 })
 
 void test('/openapi.json documents the X-Total-Count header of the list', async (t) => {
@@ -545,7 +602,9 @@ void test('/docs is an HTML page whose CSP permits its own scripts and inline st
   }
   const base = `http://localhost${url}`
   const assets = [...page.body.matchAll(/\b(?:src|href)="([^"]+)"/gi)].map((match) => new URL(match[1] ?? '', base))
-  assert.ok(assets.some((asset) => asset.pathname.endsWith('.js')) && assets.some((asset) => asset.pathname.endsWith('.css')))
+  assert.ok(
+    assets.some((asset) => asset.pathname.endsWith('.js')) && assets.some((asset) => asset.pathname.endsWith('.css')),
+  )
   const scriptFiles: string[] = []
   for (const asset of assets) {
     assert.equal(asset.origin, 'http://localhost', `${asset.href} is same-origin, as the CSP requires`)
@@ -563,11 +622,14 @@ void test('/docs is an HTML page whose CSP permits its own scripts and inline st
   const inlineStyles = [
     ...[...page.body.matchAll(/<style\b[^>]*>([\s\S]*?)<\/style>/gi)].map((match) => match[1] ?? ''),
     ...scriptFiles.flatMap((body) =>
-      [...body.matchAll(/createElement\("style",null,("(?:[^"\\]|\\.)*")\)/g)].map((match) => JSON.parse(match[1] ?? '""') as string),
+      [...body.matchAll(/createElement\("style",null,("(?:[^"\\]|\\.)*")\)/g)].map(
+        (match) => JSON.parse(match[1] ?? '""') as string,
+      ),
     ),
   ]
   assert.ok(inlineStyles.length > 0, 'the logo renders an inline style (if swagger-ui no longer does, drop its hash)')
-  for (const style of inlineStyles) assert.ok(styleSources.includes(cspHashOf(style)), `style-src allows ${JSON.stringify(style)}`)
+  for (const style of inlineStyles)
+    assert.ok(styleSources.includes(cspHashOf(style)), `style-src allows ${JSON.stringify(style)}`)
   assert.deepEqual(
     styleSources.filter((source) => source.startsWith("'sha256-")).sort(),
     [...new Set(inlineStyles.map(cspHashOf))].sort(),
@@ -590,7 +652,11 @@ void test('/health answers 200 {"status":"ok"} without a token', async (t) => {
   assert.deepEqual([response.statusCode, response.json()], [200, { status: 'ok' }])
   assert.match(String(response.headers['content-type']), /^application\/json/)
   const withBadToken = await app.inject({ method: 'GET', url: '/health', headers: { authorization: 'Bearer garbage' } })
-  assert.deepEqual([withBadToken.statusCode, withBadToken.json()], [200, { status: 'ok' }], 'a bad token does not matter outside /api')
+  assert.deepEqual(
+    [withBadToken.statusCode, withBadToken.json()],
+    [200, { status: 'ok' }],
+    'a bad token does not matter outside /api',
+  )
 })
 
 void test('/ready answers 200 {"status":"ok"} without a token while the database works', async (t) => {
@@ -636,7 +702,12 @@ void test('no response and no log line contains a token, valid, invalid or expir
         { method: 'GET', url: '/api/tasks?status=pending', headers },
         { method: 'POST', url: '/api/tasks', headers, payload: { title: 'Leak check' } },
         { method: 'POST', url: '/api/tasks', headers, payload: { title: 7, extra: true } },
-        { method: 'POST', url: '/api/tasks', headers: { ...headers, 'content-type': 'application/json' }, payload: '{bad json' },
+        {
+          method: 'POST',
+          url: '/api/tasks',
+          headers: { ...headers, 'content-type': 'application/json' },
+          payload: '{bad json',
+        },
         { method: 'POST', url: '/api/tasks', headers: { ...headers, 'content-type': 'text/plain' }, payload: 'x' },
         { method: 'GET', url: `/api/tasks/${id}`, headers },
         { method: 'PUT', url: `/api/tasks/${id}`, headers, payload: { description: 'd' } },
@@ -649,13 +720,20 @@ void test('no response and no log line contains a token, valid, invalid or expir
         { method: 'GET', url: `/api/tasks?access_token=${token}&limit=5`, headers },
         { method: 'GET', url: `/api/tasks/${token}`, headers },
         { method: 'GET', url: `/health?token=${token}` },
-        { ...preflight('/api/tasks', ALLOWED), headers: { ...preflight('/api/tasks', ALLOWED).headers, authorization } },
+        {
+          ...preflight('/api/tasks', ALLOWED),
+          headers: { ...preflight('/api/tasks', ALLOWED).headers, authorization },
+        },
       ]
       for (const request of requests) responses.push(await app.inject(request))
     }
   }
   assert.ok(responses.some((response) => response.statusCode === 200))
-  assert.ok(responses.some((response) => response.statusCode === 401 && response.json<{ detail: string }>().detail === 'Token expired'))
+  assert.ok(
+    responses.some(
+      (response) => response.statusCode === 401 && response.json<{ detail: string }>().detail === 'Token expired',
+    ),
+  )
   assert.ok(logs.length > 100, `trace logging captured ${logs.length} lines`)
 
   const secrets = [TEST_SECRET]
@@ -667,7 +745,10 @@ void test('no response and no log line contains a token, valid, invalid or expir
   for (const secret of secrets) {
     for (const response of responses) {
       assert.ok(!response.body.includes(secret), `a ${response.statusCode} body contains a token part`)
-      assert.ok(!JSON.stringify(response.headers).includes(secret), `a ${response.statusCode} response header contains a token part`)
+      assert.ok(
+        !JSON.stringify(response.headers).includes(secret),
+        `a ${response.statusCode} response header contains a token part`,
+      )
     }
     const leaking = logs.find((line) => line.includes(secret))
     assert.equal(leaking, undefined, 'a log line contains a token part')

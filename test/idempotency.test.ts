@@ -230,20 +230,31 @@ void test('expired keys are deleted in small batches by later requests, so the t
   // Still live an hour before expiry: a new key sweeps nothing.
   nowMs += DEFAULT_RETENTION_MS - HOUR_MS
   const carol = asUser(app, 'sweep-carol')
-  assert.equal((await carol.request('POST', '/api/tasks', { title: 'new 0' }, { 'idempotency-key': 'new-0' })).statusCode, 201)
+  assert.equal(
+    (await carol.request('POST', '/api/tasks', { title: 'new 0' }, { 'idempotency-key': 'new-0' })).statusCode,
+    201,
+  )
   assert.equal((await keyRows(database)).length, expiring + 1)
 
   // A day later every old key has expired: each new key deletes at most a batch of them, oldest first.
   nowMs += 2 * HOUR_MS
-  assert.equal((await carol.request('POST', '/api/tasks', { title: 'new 1' }, { 'idempotency-key': 'new-1' })).statusCode, 201)
+  assert.equal(
+    (await carol.request('POST', '/api/tasks', { title: 'new 1' }, { 'idempotency-key': 'new-1' })).statusCode,
+    201,
+  )
   assert.equal((await keyRows(database)).length, expiring - DEFAULT_SWEEP_BATCH + 2)
   // A replay sweeps nothing (it writes nothing).
   assert.equal(
-    (await carol.request('POST', '/api/tasks', { title: 'new 1' }, { 'idempotency-key': 'new-1' })).headers['idempotent-replayed'],
+    (await carol.request('POST', '/api/tasks', { title: 'new 1' }, { 'idempotency-key': 'new-1' })).headers[
+      'idempotent-replayed'
+    ],
     'true',
   )
   assert.equal((await keyRows(database)).length, expiring - DEFAULT_SWEEP_BATCH + 2)
-  assert.equal((await carol.request('POST', '/api/tasks', { title: 'new 2' }, { 'idempotency-key': 'new-2' })).statusCode, 201)
+  assert.equal(
+    (await carol.request('POST', '/api/tasks', { title: 'new 2' }, { 'idempotency-key': 'new-2' })).statusCode,
+    201,
+  )
   const left = await keyRows(database)
   assert.deepEqual(left.map((row) => row.key).sort(), ['new-0', 'new-1', 'new-2'], 'only live keys remain')
   // Sweeping forgets keys, never tasks.
@@ -263,10 +274,15 @@ void test(`10 concurrent POSTs with one key in one process create one task; ever
       JSON.stringify(counts),
     )
     const created = responses.filter((response) => response.statusCode === 201)
-    assert.equal(created.filter((response) => response.headers['idempotent-replayed'] === undefined).length, 1, 'exactly one created it')
+    assert.equal(
+      created.filter((response) => response.headers['idempotent-replayed'] === undefined).length,
+      1,
+      'exactly one created it',
+    )
     const firstSeen = seen(created[0] ?? responses[0]!)
     for (const response of created) assert.deepEqual(seen(response), firstSeen)
-    for (const response of responses.filter((r) => r.statusCode === 409)) assert.equal(typeof response.json().detail, 'string')
+    for (const response of responses.filter((r) => r.statusCode === 409))
+      assert.equal(typeof response.json().detail, 'string')
     t.diagnostic(`round ${round}: ${JSON.stringify(counts)}, replays ${created.length - 1}`)
   }
   assert.equal((await alice.list()).total, 3)
@@ -275,7 +291,9 @@ void test(`10 concurrent POSTs with one key in one process create one task; ever
 
 // The server-only tests below need several connections at once (PGlite is one connection in one process).
 if (TEST_DATABASE_URL !== undefined) {
-  /** Until a backend of this database waits for a lock (the app's claim waiting on the held transaction), at most 10 s. */
+  /**
+   * Until a backend of this database waits for a lock (the app's claim waiting on the held transaction), at most 10 s.
+   */
   async function someoneWaitsForALock(database: Database): Promise<void> {
     if (database.kind !== 'postgres') throw new Error('server only')
     for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(20)) {
@@ -352,7 +370,9 @@ if (TEST_DATABASE_URL !== undefined) {
       )
       const response = await alice.request('POST', '/api/tasks', { title: 'Stuck' }, { 'idempotency-key': 'stuck-key' })
       assert.equal(response.statusCode, 409, response.body)
-      assert.deepEqual(response.json(), { detail: 'A request with this Idempotency-Key is still in progress; retry it later' })
+      assert.deepEqual(response.json(), {
+        detail: 'A request with this Idempotency-Key is still in progress; retry it later',
+      })
       assert.equal(response.headers['retry-after'], '1')
       assert.equal((await alice.list()).total, 0)
       // The first request fails (its transaction rolls back): the retry runs and creates the task.
@@ -420,7 +440,8 @@ if (TEST_DATABASE_URL !== undefined) {
           for (const answer of created) {
             assert.deepEqual([answer.body, answer.location, answer.etag], [first.body, first.location, first.etag])
           }
-          for (const answer of answers.filter((a) => a.statusCode === 409)) assert.equal(typeof JSON.parse(answer.body).detail, 'string')
+          for (const answer of answers.filter((a) => a.statusCode === 409))
+            assert.equal(typeof JSON.parse(answer.body).detail, 'string')
           // Both processes answered, and a later retry to either one replays the same task.
           assert.deepEqual(new Set(answers.map((answer) => answer.server)), new Set([0, 1]))
           for (const i of [0, 1]) {

@@ -7,7 +7,13 @@ import { test, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { decodeProtectedHeader } from 'jose'
 import { createTokenVerifier } from '../src/auth/token-verifier.ts'
-import { startBetterAuth, startKeySetProxy, type BetterAuthServer, type BetterAuthUser, type KeySetProxy } from './helpers/better-auth.ts'
+import {
+  startBetterAuth,
+  startKeySetProxy,
+  type BetterAuthServer,
+  type BetterAuthUser,
+  type KeySetProxy,
+} from './helpers/better-auth.ts'
 import { waitUntil } from './helpers/child-server.ts'
 import { assertEach503LoggedOnce, assertNoTokenNorStack } from './helpers/logs.ts'
 import { buildTestApp, testConfig } from './helpers/test-app.ts'
@@ -15,7 +21,9 @@ import { buildTestApp, testConfig } from './helpers/test-app.ts'
 /** The service's bound on one key-set fetch in these tests (ms). */
 const FETCH_TIMEOUT_MS = 1000
 
-/** A Better Auth that rotates keys every second and lists retired keys for an hour, a proxy before it, and the service. */
+/**
+ * A Better Auth that rotates keys every second and lists retired keys for an hour, a proxy before it, and the service.
+ */
 interface Rig {
   betterAuth: BetterAuthServer
   proxy: KeySetProxy
@@ -37,7 +45,10 @@ async function startRig(t: TestContext): Promise<Rig> {
   const proxy = await startKeySetProxy(t, betterAuth.jwksUrl)
   let offsetMs = 0
   const config = testConfig({ jwksUrl: proxy.url })
-  const tokenVerifier = createTokenVerifier(config, { now: () => Date.now() + offsetMs, jwksFetchTimeoutMs: FETCH_TIMEOUT_MS })
+  const tokenVerifier = createTokenVerifier(config, {
+    now: () => Date.now() + offsetMs,
+    jwksFetchTimeoutMs: FETCH_TIMEOUT_MS,
+  })
   const { app, logs } = await buildTestApp(t, { config: { jwksUrl: proxy.url }, tokenVerifier })
   const user = await betterAuth.signUp({ email: 'rotating@example.com', name: 'Rotating' })
   const unavailable: string[] = []
@@ -52,7 +63,11 @@ async function startRig(t: TestContext): Promise<Rig> {
     tokens,
     advance: (ms) => void (offsetMs += ms),
     async status(token) {
-      const response = await app.inject({ method: 'GET', url: '/api/tasks', headers: { authorization: `Bearer ${token}` } })
+      const response = await app.inject({
+        method: 'GET',
+        url: '/api/tasks',
+        headers: { authorization: `Bearer ${token}` },
+      })
       if (response.statusCode === 503) {
         assert.deepEqual(response.json(), { detail: 'Service unavailable' })
         assert.match(String(response.headers['retry-after']), /^[1-9]\d*$/)
@@ -77,7 +92,8 @@ async function startRig(t: TestContext): Promise<Rig> {
   }
 }
 
-const kidOf = (token: string): string => decodeProtectedHeader(token).kid ?? assert.fail('Better Auth tokens carry a kid')
+const kidOf = (token: string): string =>
+  decodeProtectedHeader(token).kid ?? assert.fail('Better Auth tokens carry a kid')
 
 /** The kids Better Auth lists now, read around the proxy (so the count of fetches stays the service's). */
 async function listedKids(betterAuth: BetterAuthServer): Promise<string[]> {
@@ -99,7 +115,11 @@ test('concurrent first requests share one fetch; a rotated-in key works on its f
   assert.equal(rig.proxy.requests(), 1, 'ten concurrent first requests, one fetch')
 
   const newToken = await rig.tokenOfNewKey(oldKid)
-  assert.deepEqual((await listedKids(rig.betterAuth)).sort(), [oldKid, kidOf(newToken)].sort(), 'Better Auth lists both keys')
+  assert.deepEqual(
+    (await listedKids(rig.betterAuth)).sort(),
+    [oldKid, kidOf(newToken)].sort(),
+    'Better Auth lists both keys',
+  )
 
   rig.advance(10_000)
   assert.equal(await rig.status(newToken), 401, 'within 30 s of the last fetch an unknown kid is not fetched for')
@@ -129,7 +149,11 @@ test('a key removed from the key set keeps working until the next refetch, and s
   const newToken = await rig.tokenOfNewKey(oldKid)
   assert.deepEqual(await listedKids(rig.betterAuth), [kidOf(newToken)], 'the old key is no longer listed')
 
-  assert.equal(await rig.status(oldToken), 200, 'until the service refetches, its copy of the set still has the old key')
+  assert.equal(
+    await rig.status(oldToken),
+    200,
+    'until the service refetches, its copy of the set still has the old key',
+  )
   rig.advance(31_000)
   assert.equal(await rig.status(newToken), 200, 'the new key triggers the refetch')
   assert.equal(rig.proxy.requests(), 2)
@@ -144,9 +168,16 @@ test('a slow key-set endpoint is bounded by the fetch timeout: 503 before the fi
   rig.proxy.delayMs = 10_000
 
   let started = Date.now()
-  assert.equal(await rig.status(oldToken), 503, 'no set yet and the endpoint too slow: the token may be valid, so 503, not 401')
+  assert.equal(
+    await rig.status(oldToken),
+    503,
+    'no set yet and the endpoint too slow: the token may be valid, so 503, not 401',
+  )
   const firstWait = Date.now() - started
-  assert.ok(firstWait >= FETCH_TIMEOUT_MS - 100 && firstWait < FETCH_TIMEOUT_MS + 3000, `bounded by the fetch timeout (${firstWait} ms)`)
+  assert.ok(
+    firstWait >= FETCH_TIMEOUT_MS - 100 && firstWait < FETCH_TIMEOUT_MS + 3000,
+    `bounded by the fetch timeout (${firstWait} ms)`,
+  )
   t.diagnostic(`slow key set, no set yet: 503 after ${firstWait} ms`)
 
   rig.proxy.delayMs = 0

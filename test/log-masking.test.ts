@@ -89,10 +89,14 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
   const auth = (await authHeaderFor('user_logs')).authorization
   const send = async (target: string, headers: string[] = []): Promise<string> =>
     (
-      await rawExchange(port, [`GET ${target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...headers, '', ''].join('\r\n'))
+      await rawExchange(
+        port,
+        [`GET ${target} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...headers, '', ''].join('\r\n'),
+      )
     ).toString()
 
-  // A short token (under X-Request-Id's 128 characters) and a usual one with base64url's edge characters in its signature.
+  // A short token (under X-Request-Id's 128 characters) and a usual one with base64url's edge characters in its
+  // signature.
   const short = await signHs256({ sub: 'u', exp: nowS() + 300 })
   assert.ok(short.length <= 128, `${short.length} characters`)
   const tokens = [short, await edgyToken()]
@@ -123,7 +127,11 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
       assert.ok(!response.includes(value), `the answer echoes ${header.slice(0, 60)}…: ${response.slice(0, 300)}`)
       requests += 1
     }
-    for (const authorization of [`Token ${token}`, `Bearer ${token} extra`, `Basic ${Buffer.from(`u:${token}`).toString('base64')}`]) {
+    for (const authorization of [
+      `Token ${token}`,
+      `Bearer ${token} extra`,
+      `Basic ${Buffer.from(`u:${token}`).toString('base64')}`,
+    ]) {
       await send('/api/tasks', [`Authorization: ${authorization}`])
       requests += 1
     }
@@ -139,9 +147,12 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
   ]
   for (const target of ordinary) await send(target, [`Authorization: ${auth}`])
 
-  const urls = logs.map((line) => (JSON.parse(line) as { req?: { url?: string } }).req?.url).filter((url) => url !== undefined)
+  const urls = logs
+    .map((line) => (JSON.parse(line) as { req?: { url?: string } }).req?.url)
+    .filter((url) => url !== undefined)
   assert.ok(urls.length >= requests, `${urls.length} requests logged of ${requests} sent`)
-  for (const target of ordinary) assert.ok(urls.includes(target), `${target} is logged as sent: ${JSON.stringify(urls.slice(-10))}`)
+  for (const target of ordinary)
+    assert.ok(urls.includes(target), `${target} is logged as sent: ${JSON.stringify(urls.slice(-10))}`)
 
   const secrets = tokens.flatMap((token) => {
     const [header = '', payload = '', signature = ''] = token.split('.')
@@ -149,7 +160,8 @@ void test('no log line holds a token put anywhere in a URL or a header, in any e
   })
   for (const line of logs) {
     for (const form of decodings(line)) {
-      for (const secret of secrets) assert.ok(!form.includes(secret), `a log line holds a token or a part of one: ${line.slice(0, 400)}`)
+      for (const secret of secrets)
+        assert.ok(!form.includes(secret), `a log line holds a token or a part of one: ${line.slice(0, 400)}`)
     }
   }
 })

@@ -15,7 +15,10 @@ import { createTestDatabase, TEST_DATABASE_URL } from './helpers/databases.ts'
 import { captureLogs, testConfig } from './helpers/test-app.ts'
 
 /** The app over a pool of ONE connection, so that `pg_prepared_statements` through the pool shows the app's session. */
-async function appOnOneConnection(t: TestContext, preparedStatements: boolean): Promise<{ app: FastifyInstance; database: Database }> {
+async function appOnOneConnection(
+  t: TestContext,
+  preparedStatements: boolean,
+): Promise<{ app: FastifyInstance; database: Database }> {
   const testDatabase = await createTestDatabase({ poolMax: 1 })
   const app = await buildApp({
     config: testConfig({ preparedStatements }),
@@ -47,7 +50,9 @@ async function useEveryRoute(app: FastifyInstance, userId: string): Promise<void
 async function preparedOn(database: Database): Promise<Map<string, string>> {
   assert.equal(database.kind, 'postgres')
   if (database.kind !== 'postgres') return new Map()
-  const { rows } = await database.pool.query<{ name: string; statement: string }>('select name, statement from pg_prepared_statements')
+  const { rows } = await database.pool.query<{ name: string; statement: string }>(
+    'select name, statement from pg_prepared_statements',
+  )
   return new Map(rows.map((row) => [row.name, row.statement]))
 }
 
@@ -56,7 +61,8 @@ if (TEST_DATABASE_URL !== undefined) {
     const { app, database } = await appOnOneConnection(t, true)
     await useEveryRoute(app, 'user-prepared-1')
     const prepared = await preparedOn(database)
-    // The create below MAX_TASKS_PER_USER (on by default) is tasks_insert_capped; tasks_insert is the one without a cap.
+    // The create below MAX_TASKS_PER_USER (on by default) is tasks_insert_capped; tasks_insert is the one without a
+    // cap.
     for (const name of [
       'tasks_get',
       'tasks_insert_capped',
@@ -70,7 +76,10 @@ if (TEST_DATABASE_URL !== undefined) {
       [...prepared.keys()].some((name) => name.startsWith('tasks_list')),
       'the list is prepared',
     )
-    assert.ok(prepared.has('tasks_update_toggle') && prepared.has('tasks_update_set'), 'the toggle and the set are two statements')
+    assert.ok(
+      prepared.has('tasks_update_toggle') && prepared.has('tasks_update_set'),
+      'the toggle and the set are two statements',
+    )
     for (const [name, statement] of prepared) {
       if (!name.startsWith('tasks_')) continue
       if (name === 'tasks_insert_capped')
@@ -81,7 +90,8 @@ if (TEST_DATABASE_URL !== undefined) {
         )
       else assert.match(statement, /where .*"user_id" = \$\d+/, `${name} filters by the owner`)
     }
-    // A second user reuses the same statements on the same connection: nothing new is prepared, and answers are that user's.
+    // A second user reuses the same statements on the same connection: nothing new is prepared, and answers are that
+    // user's.
     const before = prepared.size
     await useEveryRoute(app, 'user-prepared-2')
     assert.equal((await preparedOn(database)).size, before)
@@ -112,10 +122,14 @@ if (TEST_DATABASE_URL !== undefined) {
 if (TEST_DATABASE_URL !== undefined) {
   void test('a migration that changes a column’s type under prepared statements costs no request a 500', async (t) => {
     // Another process (a rolling deploy) alters tasks while this one holds prepared statements on its connections:
-    // PostgreSQL then refuses each of them once with "cached plan must not change result type" (0A000), at Bind,
-    // before anything ran. Every connection of the pool holds them, so each must be dropped and the statement sent again.
+    // PostgreSQL then refuses each of them once with "cached plan must not change result type" (0A000), at Bind, before
+    // anything ran. Every connection of the pool holds them, so each must be dropped and the statement sent again.
     const testDatabase = await createTestDatabase({ poolMax: 3 })
-    const app = await buildApp({ config: testConfig(), database: testDatabase.database, logStream: captureLogs().logStream })
+    const app = await buildApp({
+      config: testConfig(),
+      database: testDatabase.database,
+      logStream: captureLogs().logStream,
+    })
     t.after(async () => {
       await app.close()
       await testDatabase.drop()

@@ -18,7 +18,11 @@ function parseResponses(text: string): { status: number; headers: string; body: 
     const headers = rest.slice(0, split)
     const length = Number(/^content-length: (\d+)$/im.exec(headers)?.[1] ?? 0)
     const body = rest.slice(split + 4, split + 4 + length)
-    responses.push({ status: Number(headers.slice(9, 12)), headers, body: body === '' ? null : (JSON.parse(body) as unknown) })
+    responses.push({
+      status: Number(headers.slice(9, 12)),
+      headers,
+      body: body === '' ? null : (JSON.parse(body) as unknown),
+    })
     rest = rest.slice(split + 4 + length)
   }
   return responses
@@ -51,7 +55,10 @@ for (const framing of ['content-length', 'chunked'] as const) {
     const big = `{"title": "${'x'.repeat(70_000)}"}`
     const first =
       framing === 'content-length'
-        ? rawRequest(['POST /api/tasks HTTP/1.1', host, auth, 'Content-Type: application/json', `Content-Length: ${big.length}`], big)
+        ? rawRequest(
+            ['POST /api/tasks HTTP/1.1', host, auth, 'Content-Type: application/json', `Content-Length: ${big.length}`],
+            big,
+          )
         : rawRequest(
             ['POST /api/tasks HTTP/1.1', host, auth, 'Content-Type: application/json', 'Transfer-Encoding: chunked'],
             `${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`,
@@ -59,7 +66,10 @@ for (const framing of ['content-length', 'chunked'] as const) {
     const create = '{"title": "duplicate"}'
     const pipelined =
       rawRequest([`DELETE /api/tasks/${id} HTTP/1.1`, host, auth]) +
-      rawRequest(['POST /api/tasks HTTP/1.1', host, auth, 'Content-Type: application/json', `Content-Length: ${create.length}`], create)
+      rawRequest(
+        ['POST /api/tasks HTTP/1.1', host, auth, 'Content-Type: application/json', `Content-Length: ${create.length}`],
+        create,
+      )
     const responses = parseResponses((await rawExchange(port, first + pipelined)).toString('latin1'))
     assert.deepEqual(
       responses.map((response) => response.status),
@@ -135,16 +145,26 @@ for (const withToken of [false, true]) {
     assert.ok(closed, 'the server closed the connection')
     // The kernel's socket buffers are all the client can fill (a few MB): the server reads none of the body.
     assert.ok(written < 16 * 1024 * 1024, `the client could write ${written} bytes`)
-    t.diagnostic(`413 ${withToken ? 'with' : 'without'} a token: the client wrote ${written} bytes before the server closed`)
+    t.diagnostic(
+      `413 ${withToken ? 'with' : 'without'} a token: the client wrote ${written} bytes before the server closed`,
+    )
   })
 }
 
 test('a request answered before its body is read (401) closes the connection instead of reading the body', async (t) => {
   const { app } = await buildTestApp(t)
   const port = await listenOnLoopback(app)
-  const head = rawRequest(['POST /api/tasks HTTP/1.1', 'Host: localhost', 'Content-Type: application/json', 'Content-Length: 60000'])
+  const head = rawRequest([
+    'POST /api/tasks HTTP/1.1',
+    'Host: localhost',
+    'Content-Type: application/json',
+    'Content-Length: 60000',
+  ])
   // The body is sent as declared, after the head has been answered: a client that keeps sending what it announced.
-  const { text, closed } = await floodAfter(t, port, `${head}{"title": "`, { maxBytes: 60000 - 11, pauseAfterHeadMs: 200 })
+  const { text, closed } = await floodAfter(t, port, `${head}{"title": "`, {
+    maxBytes: 60000 - 11,
+    pauseAfterHeadMs: 200,
+  })
   const [answer] = parseResponses(text)
   assert.equal(answer?.status, 401)
   assert.match(answer.headers, /^connection: close$/im)
@@ -166,7 +186,9 @@ test('Expect: 100-continue: no 100 before a 401 or a 413, a 100 before the body 
   t.after(() => socket.destroy())
   let text = ''
   socket.setEncoding('latin1').on('data', (chunk: string) => (text += chunk))
-  socket.write(rawRequest([...post, `Authorization: Bearer ${token}`, `Content-Length: ${body.length}`, 'Connection: close']))
+  socket.write(
+    rawRequest([...post, `Authorization: Bearer ${token}`, `Content-Length: ${body.length}`, 'Connection: close']),
+  )
   await new Promise<void>((resolve) => socket.once('data', () => resolve()))
   assert.match(text, /^HTTP\/1\.1 100 Continue\r\n\r\n$/)
   socket.write(body)
@@ -181,7 +203,9 @@ test('an HTTP/1.1 request without Host is 400 {"detail": …} with the request i
   const { app } = await buildTestApp(t)
   const port = await listenOnLoopback(app)
   const [answer] = parseResponses(
-    (await rawExchange(port, rawRequest(['GET /health HTTP/1.1', 'X-Request-Id: no-host-1', 'Connection: close']))).toString('latin1'),
+    (
+      await rawExchange(port, rawRequest(['GET /health HTTP/1.1', 'X-Request-Id: no-host-1', 'Connection: close']))
+    ).toString('latin1'),
   )
   assert.equal(answer?.status, 400)
   assert.deepEqual(answer.body, { detail: 'Missing Host header' })
@@ -204,7 +228,9 @@ test('two Host lines are 400 {"detail": …} (RFC 9112 §3.2), in HTTP/1.1 and H
   const port = await listenOnLoopback(app)
   for (const version of ['HTTP/1.1', 'HTTP/1.0']) {
     const lines = [`GET /health ${version}`, 'Host: localhost', 'host: attacker.example', 'Connection: close']
-    const [answer] = parseResponses((await rawExchange(port, rawRequest(lines))).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'))
+    const [answer] = parseResponses(
+      (await rawExchange(port, rawRequest(lines))).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'),
+    )
     assert.equal(answer?.status, 400, version)
     assert.deepEqual(answer.body, { detail: 'Duplicate Host header' }, version)
     assert.match(answer.headers, /^x-content-type-options: nosniff$/im, version)
@@ -214,7 +240,12 @@ test('two Host lines are 400 {"detail": …} (RFC 9112 §3.2), in HTTP/1.1 and H
 test('an Expect other than 100-continue is 417 {"detail": …} in its turn, and counts toward the pipelining cap', async (t) => {
   const { app } = await buildTestApp(t, { config: { maxPipelinedRequests: 8 } })
   const port = await listenOnLoopback(app)
-  const expecting = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Expect: something-else', 'X-Request-Id: expect-1'])
+  const expecting = rawRequest([
+    'GET /health HTTP/1.1',
+    'Host: localhost',
+    'Expect: something-else',
+    'X-Request-Id: expect-1',
+  ])
   const plain = rawRequest(['GET /health HTTP/1.1', 'Host: localhost', 'Connection: close'])
   const answers = parseResponses((await rawExchange(port, expecting + plain)).toString('latin1'))
   assert.deepEqual(
@@ -263,7 +294,9 @@ test('bytes after a request that closes its connection are ignored: that request
     ['Connection: close', closing],
     ['HTTP/1.0', 'GET /health HTTP/1.0\r\n\r\n'],
   ] as const) {
-    const answers = parseResponses((await rawExchange(port, post + head + after)).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'))
+    const answers = parseResponses(
+      (await rawExchange(port, post + head + after)).toString('latin1').replace('HTTP/1.0', 'HTTP/1.1'),
+    )
     assert.deepEqual(
       answers.map((answer) => answer.status),
       [201, 200],

@@ -25,7 +25,10 @@ async function startOnSuiteDatabase(
   const testDatabase = await createTestDatabase()
   t.after(() => testDatabase.drop())
   const url = testDatabase.url
-  const server = await startServer(t, { cwd: directory, env: { ...(url === null ? {} : { DATABASE_URL: url }), ...env } })
+  const server = await startServer(t, {
+    cwd: directory,
+    env: { ...(url === null ? {} : { DATABASE_URL: url }), ...env },
+  })
   return {
     server,
     directory,
@@ -78,7 +81,11 @@ async function startSlowPost(
   socket.setEncoding('utf8').on('data', (text: string) => (received += text))
   socket.on('error', () => undefined)
   const answer = new Promise<string>((resolve) => socket.once('close', () => resolve(received)))
-  await waitUntil('the slow request is being served', () => server.logs.some((line) => line.includes(`"reqId":"${requestId}"`)), 10_000)
+  await waitUntil(
+    'the slow request is being served',
+    () => server.logs.some((line) => line.includes(`"reqId":"${requestId}"`)),
+    10_000,
+  )
   return { finish: () => socket.write(body.slice(5)), answer }
 }
 
@@ -139,10 +146,16 @@ test('SIGTERM under load: new connections are refused, in-flight requests finish
   acknowledged.add('in flight at SIGTERM')
   attempted.add('in flight at SIGTERM')
 
-  assert.deepEqual(await server.exited, { code: 0, signal: null }, `${server.logs.slice(-5).join('\n')}\n${server.stderr()}`)
+  assert.deepEqual(
+    await server.exited,
+    { code: 0, signal: null },
+    `${server.logs.slice(-5).join('\n')}\n${server.stderr()}`,
+  )
   const drained = Date.now() - signalled
   await Promise.all(workers)
-  t.diagnostic(`SIGTERM: exit 0 after ${drained} ms; ${acknowledged.size} acknowledged writes, ${failures} refused or reset requests`)
+  t.diagnostic(
+    `SIGTERM: exit 0 after ${drained} ms; ${acknowledged.size} acknowledged writes, ${failures} refused or reset requests`,
+  )
 
   const messages = parseLogLines(server.logs).map((line) => line.msg)
   assert.ok(messages.includes('shutting down: finishing in-flight requests') && messages.includes('stopped'))
@@ -180,7 +193,11 @@ test('SIGTERM with a slowloris connection (a header section a byte a second): it
   assert.equal(server.running(), true, 'still draining: the slow request is in flight')
   slow.finish()
   assert.match(await slow.answer, /^HTTP\/1\.1 201 /, 'the request in flight at SIGTERM is answered')
-  assert.deepEqual(await server.exited, { code: 0, signal: null }, `${server.logs.slice(-5).join('\n')}\n${server.stderr()}`)
+  assert.deepEqual(
+    await server.exited,
+    { code: 0, signal: null },
+    `${server.logs.slice(-5).join('\n')}\n${server.stderr()}`,
+  )
   const took = Date.now() - signalled
   assert.ok(took < 5000, `exits well before SHUTDOWN_TIMEOUT_MS (${took} ms)`)
   t.diagnostic(`SIGTERM beside a slowloris: exit 0 after ${took} ms`)
@@ -189,7 +206,10 @@ test('SIGTERM with a slowloris connection (a header section a byte a second): it
 })
 
 test('past SHUTDOWN_TIMEOUT_MS with a request still in flight, the process exits non-zero; what was acknowledged is stored', async (t) => {
-  const { server, storedTitles } = await startOnSuiteDatabase(t, { SHUTDOWN_TIMEOUT_MS: '1000', HTTP_REQUEST_TIMEOUT_MS: '60000' })
+  const { server, storedTitles } = await startOnSuiteDatabase(t, {
+    SHUTDOWN_TIMEOUT_MS: '1000',
+    HTTP_REQUEST_TIMEOUT_MS: '60000',
+  })
   const token = await tokenFor('stuck')
   for (const title of ['one', 'two']) {
     const response = await fetch(`${server.url}/api/tasks`, {

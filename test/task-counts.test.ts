@@ -55,7 +55,12 @@ async function assertCountsExact(db: TasksDb, label: string): Promise<Counts[]> 
 }
 
 /** For each user, X-Total-Count of every status (first page and past the end) equals count(*). */
-async function assertTotalsExact(app: FastifyInstance, db: TasksDb, userIds: readonly string[], label: string): Promise<void> {
+async function assertTotalsExact(
+  app: FastifyInstance,
+  db: TasksDb,
+  userIds: readonly string[],
+  label: string,
+): Promise<void> {
   const counted = await assertCountsExact(db, label)
   for (const userId of userIds) {
     const counts = counted.find((row) => row.userId === userId) ?? { total: 0, completed: 0 }
@@ -65,7 +70,11 @@ async function assertTotalsExact(app: FastifyInstance, db: TasksDb, userIds: rea
       const page = await user.list(`?status=${status}&limit=2`)
       assert.equal(page.total, total, `${label}: ${userId} status=${status}`)
       assert.equal(page.tasks.length, Math.min(2, total), `${label}: ${userId} status=${status} page`)
-      assert.deepEqual(await user.list(`?status=${status}&offset=${total}`), { tasks: [], total }, `${label}: ${userId} past the end`)
+      assert.deepEqual(
+        await user.list(`?status=${status}&offset=${total}`),
+        { tasks: [], total },
+        `${label}: ${userId} past the end`,
+      )
     }
   }
 }
@@ -96,98 +105,124 @@ void test('task_counts and X-Total-Count', async (t) => {
   const { app, database } = await buildTestApp(t)
   const db: TasksDb = database.db
 
-  await t.test('after every kind of write by several users, each status counts exactly what count(*) says', async () => {
-    const [ann, ben, cat] = ['mix-ann', 'mix-ben', 'mix-cat'].map((userId) => asUser(app, userId, { checkHeaders: true }))
-    assert.ok(ann !== undefined && ben !== undefined && cat !== undefined)
-    const users = [ann.userId, ben.userId, cat.userId, 'mix-nobody']
-    const check = async (label: string): Promise<void> => assertTotalsExact(app, db, users, label)
-    await check('before any write')
+  await t.test(
+    'after every kind of write by several users, each status counts exactly what count(*) says',
+    async () => {
+      const [ann, ben, cat] = ['mix-ann', 'mix-ben', 'mix-cat'].map((userId) =>
+        asUser(app, userId, { checkHeaders: true }),
+      )
+      assert.ok(ann !== undefined && ben !== undefined && cat !== undefined)
+      const users = [ann.userId, ben.userId, cat.userId, 'mix-nobody']
+      const check = async (label: string): Promise<void> => assertTotalsExact(app, db, users, label)
+      await check('before any write')
 
-    const annTasks: TaskJson[] = []
-    for (let i = 0; i < 6; i++) annTasks.push(await ann.create({ title: `ann ${i}`, completed: i % 3 === 0 }))
-    const benTasks = [await ben.create({ title: 'ben 0' }), await ben.create({ title: 'ben 1', completed: true })]
-    const catTasks = await Promise.all([0, 1, 2].map(async (i) => cat.create({ title: `cat ${i}`, completed: true })))
-    await check('creates')
+      const annTasks: TaskJson[] = []
+      for (let i = 0; i < 6; i++) annTasks.push(await ann.create({ title: `ann ${i}`, completed: i % 3 === 0 }))
+      const benTasks = [await ben.create({ title: 'ben 0' }), await ben.create({ title: 'ben 1', completed: true })]
+      const catTasks = await Promise.all([0, 1, 2].map(async (i) => cat.create({ title: `cat ${i}`, completed: true })))
+      await check('creates')
 
-    // The same key twice is one task; the same key of another user is another task.
-    const once = { 'idempotency-key': 'counts-key-1' }
-    const first = await ann.create({ title: 'once', completed: true }, once)
-    assert.deepEqual(await ann.create({ title: 'once', completed: true }, once), first)
-    await ben.create({ title: 'once' }, once)
-    await check('idempotent creates')
+      // The same key twice is one task; the same key of another user is another task.
+      const once = { 'idempotency-key': 'counts-key-1' }
+      const first = await ann.create({ title: 'once', completed: true }, once)
+      assert.deepEqual(await ann.create({ title: 'once', completed: true }, once), first)
+      await ben.create({ title: 'once' }, once)
+      await check('idempotent creates')
 
-    // Writes rolled back leave no trace: an idempotent create whose response fails, and a transaction of every write.
-    const store = createTaskStore(db)
-    await assert.rejects(
-      store.createForOwnerOnce(ann.userId, 'counts-key-failing', { title: 'never' }, () => {
-        throw new Error('response failed')
-      }),
-      /response failed/,
-    )
-    await assert.rejects(
-      db.transaction(async (tx) => {
-        await tx.insert(tasks).values([
-          { userId: ann.userId, title: 'rolled back', completed: true },
-          { userId: 'mix-nobody', title: 'rolled back' },
-        ])
-        await tx.update(tasks).set({ completed: sql`not ${tasks.completed}` })
-        await tx.delete(tasks).where(eq(tasks.userId, cat.userId))
-        tx.rollback()
-      }),
-    )
-    await check('rolled back')
+      // Writes rolled back leave no trace: an idempotent create whose response fails, and a transaction of every write.
+      const store = createTaskStore(db)
+      await assert.rejects(
+        store.createForOwnerOnce(ann.userId, 'counts-key-failing', { title: 'never' }, () => {
+          throw new Error('response failed')
+        }),
+        /response failed/,
+      )
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.insert(tasks).values([
+            { userId: ann.userId, title: 'rolled back', completed: true },
+            { userId: 'mix-nobody', title: 'rolled back' },
+          ])
+          await tx.update(tasks).set({ completed: sql`not ${tasks.completed}` })
+          await tx.delete(tasks).where(eq(tasks.userId, cat.userId))
+          tx.rollback()
+        }),
+      )
+      await check('rolled back')
 
-    // Toggles, set-completes (one changing nothing), and PUTs changing completed or only the title.
-    const [a0, a1, a2, a3, a4, a5] = annTasks.map((task) => task.id)
-    assert.ok(a0 !== undefined && a1 !== undefined && a2 !== undefined && a3 !== undefined && a4 !== undefined && a5 !== undefined)
-    await ann.complete(a0)
-    await ann.complete(a1)
-    await ann.complete(a1)
-    await ann.complete(a2)
-    await ann.complete(a3, { completed: true })
-    await ann.complete(a4, { completed: true })
-    await check('toggles and completes')
-    await ann.put(a3, { completed: false })
-    await ann.put(a4, { title: 'only the title' })
-    await ann.put(a5, { title: 'both', completed: true })
-    await ann.put(a5, { completed: true })
-    await ben.put(benTasks[1]?.id ?? 0, { description: 'notes', completed: false })
-    await check('PUTs')
+      // Toggles, set-completes (one changing nothing), and PUTs changing completed or only the title.
+      const [a0, a1, a2, a3, a4, a5] = annTasks.map((task) => task.id)
+      assert.ok(
+        a0 !== undefined &&
+          a1 !== undefined &&
+          a2 !== undefined &&
+          a3 !== undefined &&
+          a4 !== undefined &&
+          a5 !== undefined,
+      )
+      await ann.complete(a0)
+      await ann.complete(a1)
+      await ann.complete(a1)
+      await ann.complete(a2)
+      await ann.complete(a3, { completed: true })
+      await ann.complete(a4, { completed: true })
+      await check('toggles and completes')
+      await ann.put(a3, { completed: false })
+      await ann.put(a4, { title: 'only the title' })
+      await ann.put(a5, { title: 'both', completed: true })
+      await ann.put(a5, { completed: true })
+      await ben.put(benTasks[1]?.id ?? 0, { description: 'notes', completed: false })
+      await check('PUTs')
 
-    // If-Match: a current ETag writes, a stale one writes nothing (412).
-    const current = await ann.get(a0)
-    const stale = current.etag
-    assert.equal(
-      (await ann.request('PUT', `/api/tasks/${a0}`, { completed: !current.task.completed }, { 'if-match': stale })).statusCode,
-      200,
-    )
-    assert.equal((await ann.request('PATCH', `/api/tasks/${a0}/complete`, undefined, { 'if-match': stale })).statusCode, 412)
-    assert.equal((await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': stale })).statusCode, 412)
-    await check('If-Match writes and refusals')
-    assert.equal((await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': (await ann.get(a0)).etag })).statusCode, 204)
-    assert.equal((await ann.request('PATCH', `/api/tasks/${a1}/complete`, undefined, { 'if-match': '*' })).statusCode, 200)
-    await check('If-Match delete and toggle')
+      // If-Match: a current ETag writes, a stale one writes nothing (412).
+      const current = await ann.get(a0)
+      const stale = current.etag
+      assert.equal(
+        (await ann.request('PUT', `/api/tasks/${a0}`, { completed: !current.task.completed }, { 'if-match': stale }))
+          .statusCode,
+        200,
+      )
+      assert.equal(
+        (await ann.request('PATCH', `/api/tasks/${a0}/complete`, undefined, { 'if-match': stale })).statusCode,
+        412,
+      )
+      assert.equal((await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': stale })).statusCode, 412)
+      await check('If-Match writes and refusals')
+      assert.equal(
+        (await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': (await ann.get(a0)).etag }))
+          .statusCode,
+        204,
+      )
+      assert.equal(
+        (await ann.request('PATCH', `/api/tasks/${a1}/complete`, undefined, { 'if-match': '*' })).statusCode,
+        200,
+      )
+      await check('If-Match delete and toggle')
 
-    // Deletes, including every task of one user (whose counts go to zero), and one of another user's tasks (404).
-    assert.equal((await ann.request('DELETE', `/api/tasks/${a2}`)).statusCode, 204)
-    assert.equal((await ben.request('DELETE', `/api/tasks/${a3}`)).statusCode, 404)
-    for (const task of catTasks) assert.equal((await cat.request('DELETE', `/api/tasks/${task.id}`)).statusCode, 204)
-    await check('deletes')
-    assert.deepEqual(await cat.list(''), { tasks: [], total: 0 })
+      // Deletes, including every task of one user (whose counts go to zero), and one of another user's tasks (404).
+      assert.equal((await ann.request('DELETE', `/api/tasks/${a2}`)).statusCode, 204)
+      assert.equal((await ben.request('DELETE', `/api/tasks/${a3}`)).statusCode, 404)
+      for (const task of catTasks) assert.equal((await cat.request('DELETE', `/api/tasks/${task.id}`)).statusCode, 204)
+      await check('deletes')
+      assert.deepEqual(await cat.list(''), { tasks: [], total: 0 })
 
-    // A user whose tasks were all deleted starts counting again.
-    await cat.create({ title: 'cat again', completed: true })
-    await check('a create after the last delete')
-  })
+      // A user whose tasks were all deleted starts counting again.
+      await cat.create({ title: 'cat again', completed: true })
+      await check('a create after the last delete')
+    },
+  )
 
   await t.test('concurrent creates, toggles and deletes of one user leave the exact count', async () => {
     const alice = asUser(app, 'race-alice', { checkHeaders: true })
-    const created = await race(60, async (i) => alice.request('POST', '/api/tasks', { title: `race ${i}`, completed: i % 2 === 0 }))
+    const created = await race(60, async (i) =>
+      alice.request('POST', '/api/tasks', { title: `race ${i}`, completed: i % 2 === 0 }),
+    )
     assert.deepEqual(statusCounts(created), { 201: 60 })
     const ids = created.map((response) => response.json<TaskJson>().id)
     await assertTotalsExact(app, db, [alice.userId], 'concurrent creates')
 
-    // Deletes of the first 30, toggles of the 15th to the 45th (so half of them race a delete of their task), and creates.
+    // Deletes of the first 30, toggles of the 15th to the 45th (so half of them race a delete of their task), and
+    // creates.
     const responses = await race(90, async (i) => {
       if (i < 30) return alice.request('DELETE', `/api/tasks/${ids[i] ?? 0}`)
       if (i < 60) return alice.request('PATCH', `/api/tasks/${ids[i - 15] ?? 0}/complete`)
@@ -216,27 +251,37 @@ void test('task_counts and X-Total-Count', async (t) => {
       sql`update tasks set user_id = 'bulk-user-moved', completed = not completed where user_id = 'bulk-user-01' and id % 2 = 0`,
     )
     await db.execute(sql`update tasks set user_id = 'bulk-user-02' where user_id = 'bulk-user-03'`)
-    await assertTotalsExact(app, db, ['bulk-user-01', 'bulk-user-02', 'bulk-user-03', 'bulk-user-moved'], 'tasks moved to another owner')
+    await assertTotalsExact(
+      app,
+      db,
+      ['bulk-user-01', 'bulk-user-02', 'bulk-user-03', 'bulk-user-moved'],
+      'tasks moved to another owner',
+    )
   })
 
-  await t.test('a title edit never calls the update trigger; a change of completed calls it once per changed row', async () => {
-    const alice = asUser(app, 'trigger-calls-alice')
-    const task = await alice.create({ title: 'counted once' })
-    await inRolledBackTransaction(database, async (query) => {
-      await query(`set local track_functions = 'pl'`)
-      const calls = async (): Promise<number> => {
-        const [row] = (await query(`select pg_stat_get_xact_function_calls('task_counts_apply_update'::regproc) as calls`)) as {
-          calls: number | string | null
-        }[]
-        return Number(row?.calls ?? 0)
-      }
-      await query(`update tasks set title = 'edited', updated_at = now() where id = ${task.id}`)
-      await query(`update tasks set completed = false where id = ${task.id}`)
-      assert.equal(await calls(), 0, 'neither a title edit nor writing the same completed calls it')
-      await query(`update tasks set completed = true where id = ${task.id}`)
-      assert.equal(await calls(), 1)
-    })
-  })
+  await t.test(
+    'a title edit never calls the update trigger; a change of completed calls it once per changed row',
+    async () => {
+      const alice = asUser(app, 'trigger-calls-alice')
+      const task = await alice.create({ title: 'counted once' })
+      await inRolledBackTransaction(database, async (query) => {
+        await query(`set local track_functions = 'pl'`)
+        const calls = async (): Promise<number> => {
+          const [row] = (await query(
+            `select pg_stat_get_xact_function_calls('task_counts_apply_update'::regproc) as calls`,
+          )) as {
+            calls: number | string | null
+          }[]
+          return Number(row?.calls ?? 0)
+        }
+        await query(`update tasks set title = 'edited', updated_at = now() where id = ${task.id}`)
+        await query(`update tasks set completed = false where id = ${task.id}`)
+        assert.equal(await calls(), 0, 'neither a title edit nor writing the same completed calls it')
+        await query(`update tasks set completed = true where id = ${task.id}`)
+        assert.equal(await calls(), 1)
+      })
+    },
+  )
 
   await t.test('TRUNCATE of tasks empties the counts', async () => {
     const alice = asUser(app, 'truncate-alice', { checkHeaders: true })
@@ -251,7 +296,9 @@ void test('task_counts and X-Total-Count', async (t) => {
 
 /** The migrations before task_counts existed, in a folder of their own (SQL files and a journal of just those). */
 async function migrationsBeforeTaskCounts(): Promise<{ folder: string; remove: () => Promise<void> }> {
-  const journal = JSON.parse(await readFile(join(MIGRATIONS_FOLDER, 'meta', '_journal.json'), 'utf8')) as { entries: { tag: string }[] }
+  const journal = JSON.parse(await readFile(join(MIGRATIONS_FOLDER, 'meta', '_journal.json'), 'utf8')) as {
+    entries: { tag: string }[]
+  }
   const firstOfCounts = journal.entries.findIndex((entry) => entry.tag.endsWith('_create_task_counts'))
   assert.ok(firstOfCounts > 0, 'the journal has a create_task_counts migration')
   const earlier = journal.entries.slice(0, firstOfCounts)

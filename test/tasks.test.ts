@@ -14,7 +14,9 @@ const TASK_KEYS = ['completed', 'created_at', 'description', 'id', 'title', 'upd
 const ISO_UTC_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
 const NOT_FOUND_BODY = '{"detail":"Task not found"}'
 
-/** Requests as one user, asserting as well that every answer the helpers accept is JSON, and every list's X-Total-Count. */
+/**
+ * Requests as one user, asserting as well that every answer the helpers accept is JSON, and every list's X-Total-Count.
+ */
 const asUser = (app: FastifyInstance, userId: string) => sharedAsUser(app, userId, { checkHeaders: true })
 
 /** Asserts the exact shape of a task: exactly the seven keys, their types, and timestamps in ISO 8601 UTC with ms. */
@@ -60,7 +62,10 @@ void test('the single-task endpoints', async (t) => {
       updated_at: task.created_at,
     })
     // The database clock and this process's clock are the same machine's; allow for rounding and scheduling.
-    assert.ok(time(task.created_at) >= before - 2000 && time(task.created_at) <= after + 2000, `created_at ${task.created_at} is now`)
+    assert.ok(
+      time(task.created_at) >= before - 2000 && time(task.created_at) <= after + 2000,
+      `created_at ${task.created_at} is now`,
+    )
   })
 
   await t.test('the Location of a created task serves that task', async () => {
@@ -89,7 +94,12 @@ void test('the single-task endpoints', async (t) => {
     const created = await alice.create({ title: 'Call mum', description: 'Sunday, after lunch', completed: true })
     assertTaskShape(created)
     assert.deepEqual(
-      { title: created.title, description: created.description, completed: created.completed, user_id: created.user_id },
+      {
+        title: created.title,
+        description: created.description,
+        completed: created.completed,
+        user_id: created.user_id,
+      },
       { title: 'Call mum', description: 'Sunday, after lunch', completed: true, user_id: 'create-full-alice' },
     )
     const explicitNull = await alice.create({ title: 'No notes', description: null, completed: false })
@@ -99,7 +109,11 @@ void test('the single-task endpoints', async (t) => {
 
   await t.test('each created task gets an id of its own', async () => {
     const alice = asUser(app, 'ids-alice')
-    const created = [await alice.create({ title: 'one' }), await alice.create({ title: 'two' }), await alice.create({ title: 'three' })]
+    const created = [
+      await alice.create({ title: 'one' }),
+      await alice.create({ title: 'two' }),
+      await alice.create({ title: 'three' }),
+    ]
     assert.equal(new Set(ids(created)).size, 3)
   })
 
@@ -189,30 +203,36 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual(updated, { ...created, updated_at: updated.updated_at })
   })
 
-  await t.test('updated_at moves forward on every write, even writes within one millisecond, and created_at stays', async () => {
-    const alice = asUser(app, 'updated-at-alice')
-    const created = await alice.create({ title: 'Busy task' })
-    const writes: [string, () => Promise<TaskJson>][] = [
-      ['PUT title', () => alice.put(created.id, { title: 'Busier task' })],
-      ['PUT description', () => alice.put(created.id, { description: 'notes' })],
-      ['PUT completed', () => alice.put(created.id, { completed: true })],
-      ['PATCH toggle (no body)', () => alice.complete(created.id)],
-      ['PATCH toggle ({})', () => alice.complete(created.id, {})],
-      ['PATCH set true', () => alice.complete(created.id, { completed: true })],
-      ['PATCH set false', () => alice.complete(created.id, { completed: false })],
-    ]
-    let previous = created
-    // Three rounds back to back: several writes land in the same millisecond of the clock.
-    for (let round = 0; round < 3; round++) {
-      for (const [name, write] of writes) {
-        const next = await write()
-        assert.ok(time(next.updated_at) > time(previous.updated_at), `${name}: ${next.updated_at} after ${previous.updated_at}`)
-        assert.equal(next.created_at, created.created_at, `${name} keeps created_at`)
-        previous = next
+  await t.test(
+    'updated_at moves forward on every write, even writes within one millisecond, and created_at stays',
+    async () => {
+      const alice = asUser(app, 'updated-at-alice')
+      const created = await alice.create({ title: 'Busy task' })
+      const writes: [string, () => Promise<TaskJson>][] = [
+        ['PUT title', () => alice.put(created.id, { title: 'Busier task' })],
+        ['PUT description', () => alice.put(created.id, { description: 'notes' })],
+        ['PUT completed', () => alice.put(created.id, { completed: true })],
+        ['PATCH toggle (no body)', () => alice.complete(created.id)],
+        ['PATCH toggle ({})', () => alice.complete(created.id, {})],
+        ['PATCH set true', () => alice.complete(created.id, { completed: true })],
+        ['PATCH set false', () => alice.complete(created.id, { completed: false })],
+      ]
+      let previous = created
+      // Three rounds back to back: several writes land in the same millisecond of the clock.
+      for (let round = 0; round < 3; round++) {
+        for (const [name, write] of writes) {
+          const next = await write()
+          assert.ok(
+            time(next.updated_at) > time(previous.updated_at),
+            `${name}: ${next.updated_at} after ${previous.updated_at}`,
+          )
+          assert.equal(next.created_at, created.created_at, `${name} keeps created_at`)
+          previous = next
+        }
       }
-    }
-    assert.equal((await alice.get(created.id)).task.updated_at, previous.updated_at)
-  })
+      assert.equal((await alice.get(created.id)).task.updated_at, previous.updated_at)
+    },
+  )
 
   await t.test('writes sent all at once each get an updated_at of their own, later than the one before', async () => {
     const alice = asUser(app, 'updated-at-burst-alice')
@@ -220,11 +240,17 @@ void test('the single-task endpoints', async (t) => {
     // Sent together, these land within a millisecond or two of each other.
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        i % 2 === 0 ? alice.put(created.id, { description: `burst ${i}` }) : alice.complete(created.id, { completed: i % 4 === 1 }),
+        i % 2 === 0
+          ? alice.put(created.id, { description: `burst ${i}` })
+          : alice.complete(created.id, { completed: i % 4 === 1 }),
       ),
     )
     const times = answers.map((answer) => time(answer.updated_at))
-    assert.equal(new Set(times).size, 20, `distinct updated_at: ${answers.map((answer) => answer.updated_at).join(' ')}`)
+    assert.equal(
+      new Set(times).size,
+      20,
+      `distinct updated_at: ${answers.map((answer) => answer.updated_at).join(' ')}`,
+    )
     assert.ok(Math.min(...times) > time(created.updated_at))
     assert.ok(answers.every((answer) => answer.created_at === created.created_at))
     assert.equal(time((await alice.get(created.id)).task.updated_at), Math.max(...times))
@@ -292,7 +318,10 @@ void test('lists', async (t) => {
 
   await t.test('every listed task has the exact shape of a task', async () => {
     const alice = asUser(app, 'list-shape-alice')
-    const created = [await alice.create({ title: 'plain' }), await alice.create({ title: 'full', description: 'notes', completed: true })]
+    const created = [
+      await alice.create({ title: 'plain' }),
+      await alice.create({ title: 'full', description: 'notes', completed: true }),
+    ]
     const { tasks: listed } = await alice.list('')
     for (const task of listed) assertTaskShape(task)
     assert.deepEqual(
@@ -364,7 +393,9 @@ void test('lists', async (t) => {
     const count = 501
     for (let start = 0; start < count; start += 50) {
       const batch = Array.from({ length: Math.min(50, count - start) }, (_, i) => start + i)
-      await Promise.all(batch.map((i) => alice.create({ title: `task ${String(i).padStart(3, '0')}`, completed: i % 3 === 0 })))
+      await Promise.all(
+        batch.map((i) => alice.create({ title: `task ${String(i).padStart(3, '0')}`, completed: i % 3 === 0 })),
+      )
     }
     const everything = await alice.list('?limit=500&sort=title')
     assert.equal(everything.tasks.length, 500)
@@ -381,7 +412,10 @@ void test('lists', async (t) => {
     const byDefault = await alice.list('?sort=title')
     assert.deepEqual(byDefault, { tasks: everything.tasks.slice(0, 100), total: count })
     assert.deepEqual(await alice.list('?sort=title&limit=1'), { tasks: everything.tasks.slice(0, 1), total: count })
-    assert.deepEqual(await alice.list('?sort=title&limit=50&offset=50'), { tasks: everything.tasks.slice(50, 100), total: count })
+    assert.deepEqual(await alice.list('?sort=title&limit=50&offset=50'), {
+      tasks: everything.tasks.slice(50, 100),
+      total: count,
+    })
     assert.equal((await alice.list('?sort=title&offset=499&limit=10')).tasks.length, 2)
     assert.deepEqual(await alice.list('?offset=501'), { tasks: [], total: count })
     assert.deepEqual(await alice.list('?offset=100000&limit=500'), { tasks: [], total: count })
@@ -420,11 +454,17 @@ void test('lists', async (t) => {
       const titles = ['apple', 'banana', 'cherry']
       // One INSERT of many rows: every row gets the same created_at and updated_at (now() of that statement).
       const db: TasksDb = database.db
-      await db
-        .insert(tasks)
-        .values(Array.from({ length: 30 }, (_, i) => ({ userId: owner, title: titles[i % 3] ?? 'apple', completed: i % 4 === 0 })))
+      await db.insert(tasks).values(
+        Array.from({ length: 30 }, (_, i) => ({
+          userId: owner,
+          title: titles[i % 3] ?? 'apple',
+          completed: i % 4 === 0,
+        })),
+      )
       // And some through the API, concurrently, so that several land in the same millisecond.
-      await Promise.all(Array.from({ length: 12 }, (_, i) => alice.create({ title: titles[i % 2] ?? 'apple', completed: i % 3 === 0 })))
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => alice.create({ title: titles[i % 2] ?? 'apple', completed: i % 3 === 0 })),
+      )
       // A few updated later: updated_at then differs from created_at for some.
       const all = (await alice.list('?limit=500')).tasks
       for (const task of all.filter((_, i) => i % 9 === 0)) await alice.put(task.id, { description: 'touched' })
@@ -445,13 +485,18 @@ void test('lists', async (t) => {
       for (const status of [undefined, 'all', 'pending', 'completed'] as const) {
         for (const sort of [undefined, 'created', 'updated', 'title'] as const) {
           for (const order of [undefined, 'asc', 'desc'] as const) {
-            const key = (task: TaskJson): string => (sort === 'title' ? task.title : sort === 'updated' ? task.updated_at : task.created_at)
+            const key = (task: TaskJson): string =>
+              sort === 'title' ? task.title : sort === 'updated' ? task.updated_at : task.created_at
             const direction = (order ?? (sort === 'title' ? 'asc' : 'desc')) === 'asc' ? 1 : -1
             // ISO strings of one format compare as the instants they name; ties go by id, in the same direction.
             const expected = snapshot
-              .filter((task) => (status === 'pending' ? !task.completed : status === 'completed' ? task.completed : true))
+              .filter((task) =>
+                status === 'pending' ? !task.completed : status === 'completed' ? task.completed : true,
+              )
               .sort((a, b) => direction * (compareText(key(a), key(b)) || a.id - b.id))
-            const base = [status && `status=${status}`, sort && `sort=${sort}`, order && `order=${order}`].filter(Boolean).join('&')
+            const base = [status && `status=${status}`, sort && `sort=${sort}`, order && `order=${order}`]
+              .filter(Boolean)
+              .join('&')
             const pageSizes = status === undefined && sort === undefined && order === undefined ? [1, 5, 7] : [5, 7]
             for (const limit of pageSizes) {
               const seen: TaskJson[] = []

@@ -51,7 +51,11 @@ void test('a token that differs from a remembered one in its signature, payload 
   const flipped = `${signature.slice(0, -2)}${signature.at(-2) === 'A' ? 'B' : 'A'}${signature.at(-1)}`
   assert.equal(await outcome(verifier, `${header}.${payload}.${flipped}`), 'invalid', 'a changed signature')
   const mallory = Buffer.from(JSON.stringify({ ...claims, sub: 'mallory' })).toString('base64url')
-  assert.equal(await outcome(verifier, `${header}.${mallory}.${signature}`), 'invalid', 'a changed payload with the old signature')
+  assert.equal(
+    await outcome(verifier, `${header}.${mallory}.${signature}`),
+    'invalid',
+    'a changed payload with the old signature',
+  )
   assert.equal(
     await outcome(verifier, await signHs256(claims, { secret: 'another-secret-0123456789-abcdefghij' })),
     'invalid',
@@ -64,7 +68,9 @@ void test('two verifiers with different secrets share nothing', async () => {
   const nowMs = Date.now()
   const token = await signHs256({ sub: 'alice', iat: seconds(nowMs), exp: seconds(nowMs) + 300 })
   const right = createTokenVerifier(testConfig(), { now: () => nowMs })
-  const wrong = createTokenVerifier(testConfig({ betterAuthSecret: 'a-different-secret-0123456789-abcdefgh' }), { now: () => nowMs })
+  const wrong = createTokenVerifier(testConfig({ betterAuthSecret: 'a-different-secret-0123456789-abcdefgh' }), {
+    now: () => nowMs,
+  })
   assert.equal(await outcome(right, token), 'accepted as alice')
   assert.equal(await outcome(wrong, token), 'invalid')
 })
@@ -104,10 +110,18 @@ void test('big distinct tokens stay within the byte budget of the cache, and an 
     retained < VERIFIED_TOKEN_CACHE_BYTES + 1024 * 1024,
     `the verifier holds ${(retained / 2 ** 20).toFixed(1)} MiB after ${count} tokens of ${first.length} characters`,
   )
-  assert.equal(await outcome(verifier, first), 'accepted as user_0', 'the first token, evicted long ago, is verified in full again')
+  assert.equal(
+    await outcome(verifier, first),
+    'accepted as user_0',
+    'the first token, evicted long ago, is verified in full again',
+  )
   const [header, payload, signature] = first.split('.') as [string, string, string]
   const other = signature.startsWith('A') ? 'B' : 'A'
-  assert.equal(await outcome(verifier, `${header}.${payload}.${other}${signature.slice(1)}`), 'invalid', 'and a changed one still refused')
+  assert.equal(
+    await outcome(verifier, `${header}.${payload}.${other}${signature.slice(1)}`),
+    'invalid',
+    'and a changed one still refused',
+  )
 })
 
 void test('the cache counts each entry by its bytes, drops the oldest first, and counts a token remembered twice once', () => {

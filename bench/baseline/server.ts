@@ -25,7 +25,10 @@ const pool = new pg.Pool({
 })
 pool.on('error', () => undefined)
 
-/** The caller's id from `Bearer <HS256 JWT>`: HMAC-SHA256 compared in constant time, then alg, exp and sub; null if anything is off. */
+/**
+ * The caller's id from `Bearer <HS256 JWT>`: HMAC-SHA256 compared in constant time, then alg, exp and sub; null if
+ * anything is off.
+ */
 function userIdOf(authorization: string | undefined): string | null {
   if (authorization === undefined || !authorization.startsWith('Bearer ')) return null
   const token = authorization.slice(7)
@@ -49,7 +52,12 @@ function userIdOf(authorization: string | undefined): string | null {
   }
 }
 
-function send(response: ServerResponse, status: number, body: string, headers: Record<string, string | number> = {}): void {
+function send(
+  response: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string | number> = {},
+): void {
   response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers })
   response.end(body)
 }
@@ -76,7 +84,11 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const query = new URLSearchParams(queryAt < 0 ? '' : url.slice(queryAt + 1))
       const limit = Number(query.get('limit') ?? 100)
       const offset = Number(query.get('offset') ?? 0)
-      const result = await pool.query({ name: 'list', text: LIST, values: [userId, userId, offset, userId, limit, offset] })
+      const result = await pool.query({
+        name: 'list',
+        text: LIST,
+        values: [userId, userId, offset, userId, limit, offset],
+      })
       const rows = result.rows as Record<string, unknown>[]
       const total = rows[0]?.coalesce ?? 0
       // The count rides on every row; undefined keeps the rows' shape and JSON.stringify leaves it out.
@@ -88,7 +100,16 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       const result = await pool.query({
         name: 'create',
         text: CREATE,
-        values: [userId, 0, 0, userId, MAX_TASKS_PER_USER, body.title, body.description ?? null, body.completed ?? false],
+        values: [
+          userId,
+          0,
+          0,
+          userId,
+          MAX_TASKS_PER_USER,
+          body.title,
+          body.description ?? null,
+          body.completed ?? false,
+        ],
       })
       const task = result.rows[0] as { id: number }
       return send(response, 201, JSON.stringify(task), { location: `/api/tasks/${task.id}` })
@@ -99,15 +120,22 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
   if (match !== null) {
     const id = Number(match[1])
     let result: pg.QueryResult | undefined
-    if (match[2] === undefined && method === 'GET') result = await pool.query({ name: 'get', text: GET, values: [userId, id] })
+    if (match[2] === undefined && method === 'GET')
+      result = await pool.query({ name: 'get', text: GET, values: [userId, id] })
     else if (match[2] === undefined && method === 'PUT') {
       const body = await readJson(request)
-      result = await pool.query({ name: 'update', text: UPDATE_TITLE_COMPLETED, values: [body.title, body.completed, userId, id] })
+      result = await pool.query({
+        name: 'update',
+        text: UPDATE_TITLE_COMPLETED,
+        values: [body.title, body.completed, userId, id],
+      })
     } else if (match[2] !== undefined && method === 'PATCH')
       result = await pool.query({ name: 'toggle', text: TOGGLE, values: [userId, id] })
     if (result !== undefined) {
       const row: unknown = result.rows[0]
-      return row === undefined ? send(response, 404, '{"detail":"Task not found"}') : send(response, 200, JSON.stringify(row))
+      return row === undefined
+        ? send(response, 404, '{"detail":"Task not found"}')
+        : send(response, 200, JSON.stringify(row))
     }
   }
   send(response, 404, '{"detail":"Not Found"}')

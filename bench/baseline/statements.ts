@@ -6,7 +6,8 @@ const COLUMNS = `"id", "user_id", "title", "description", "completed", "created_
 const NEXT_UPDATED_AT = `greatest(clock_timestamp(), "tasks"."updated_at" + interval '1 millisecond')`
 
 /** The owner's count of tasks: their row of task_counts, 0 without one. Parameter: owner. */
-const TOTAL = (owner: string): string => `coalesce((select "total" from "task_counts" where "task_counts"."user_id" = ${owner}), 0)`
+const TOTAL = (owner: string): string =>
+  `coalesce((select "total" from "task_counts" where "task_counts"."user_id" = ${owner}), 0)`
 
 /**
  * GET /api/tasks?limit=n&offset=m: the page and the count from one statement; an offset at or past the count scans

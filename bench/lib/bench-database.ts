@@ -83,7 +83,9 @@ async function adminQuery(adminUrl: string, text: string): Promise<void> {
   }
 }
 
-/** Opens (creating when new) a PGlite directory, migrated, for seeding; the caller closes it before a server opens it. */
+/**
+ * Opens (creating when new) a PGlite directory, migrated, for seeding; the caller closes it before a server opens it.
+ */
 export async function openPgliteForSeeding(dataDir: string): Promise<PGlite> {
   const client = await PGlite.create(dataDir)
   await migratePglite(drizzlePglite({ client }), { migrationsFolder: MIGRATIONS_FOLDER })
@@ -116,7 +118,9 @@ export async function seed(db: SqlRunner, users: number, tasksPerUser: number): 
 async function assertCountsExact(db: SqlRunner): Promise<void> {
   const counted = `SELECT user_id, count(*)::int AS total, (count(*) FILTER (WHERE completed))::int AS completed FROM tasks GROUP BY user_id`
   const kept = `SELECT user_id, total, completed FROM task_counts WHERE total <> 0 OR completed <> 0`
-  const { rows } = await db.query<{ user_id: string }>(`(${counted} EXCEPT ${kept}) UNION (${kept} EXCEPT ${counted}) LIMIT 5`)
+  const { rows } = await db.query<{ user_id: string }>(
+    `(${counted} EXCEPT ${kept}) UNION (${kept} EXCEPT ${counted}) LIMIT 5`,
+  )
   if (rows.length > 0) throw new Error(`task_counts is wrong for ${rows.map((row) => row.user_id).join(', ')}`)
 }
 

@@ -6,7 +6,9 @@ import pg from 'pg'
 
 const file = process.env.BENCH_CAPTURE_SQL
 if (file !== undefined && file !== '') {
-  const prototype = pg.Client.prototype as unknown as { query: (this: unknown, config: unknown, ...rest: unknown[]) => unknown }
+  const prototype = pg.Client.prototype as unknown as {
+    query: (this: unknown, config: unknown, ...rest: unknown[]) => unknown
+  }
   const query = prototype.query
   prototype.query = function (this: unknown, config: unknown, ...rest: unknown[]) {
     const text = typeof config === 'string' ? config : (config as { text?: unknown } | null)?.text

@@ -32,12 +32,17 @@ export interface Row extends Measurement {
 export type Problems = string[]
 
 export const pgRunner = (database: ServerDatabase): SqlRunner => ({
-  query: async <T>(text: string, values?: unknown[]) => ({ rows: (await database.pool.query(text, values)).rows as T[] }),
+  query: async <T>(text: string, values?: unknown[]) => ({
+    rows: (await database.pool.query(text, values)).rows as T[],
+  }),
 })
 
 /** Load users from a seed and the tokens. */
 export function loadUsers(seeded: Seed, tokens: ReadonlyMap<string, string>): LoadUser[] {
-  return seeded.userIds.map((userId, i) => ({ authorization: tokens.get(userId) ?? '', taskIds: seeded.taskIds[i] ?? [] }))
+  return seeded.userIds.map((userId, i) => ({
+    authorization: tokens.get(userId) ?? '',
+    taskIds: seeded.taskIds[i] ?? [],
+  }))
 }
 
 export async function runCompare(
@@ -107,13 +112,18 @@ export async function runCompare(
       )
     }
     if (row.ok2xx === 0) problems.push(`${target} ${scenario} round ${round}: no request succeeded`)
-    if (exitCode !== 0) problems.push(`${target} ${scenario} round ${round}: the server exited with ${String(exitCode)}`)
+    if (exitCode !== 0)
+      problems.push(`${target} ${scenario} round ${round}: the server exited with ${String(exitCode)}`)
   }
 
   for (let round = 1; round <= options.rounds; round++) {
     for (const scenario of options.scenarios) {
       // A B in odd rounds, B A in even ones: interleaved, and a drift of the machine's load hits both alike.
-      const order: Target[] = !options.baseline ? ['service'] : round % 2 === 1 ? ['service', 'baseline'] : ['baseline', 'service']
+      const order: Target[] = !options.baseline
+        ? ['service']
+        : round % 2 === 1
+          ? ['service', 'baseline']
+          : ['baseline', 'service']
       for (const target of order) await measure(target, scenario, round)
     }
   }
@@ -166,7 +176,9 @@ async function checkParity(
     statements: Object.fromEntries(service.map((probe) => [probe.route, probe.statements])),
   })
   if (differences.length === 0)
-    process.stdout.write('parity: the baseline answers every route with the same status, body and SQL as the service\n\n')
+    process.stdout.write(
+      'parity: the baseline answers every route with the same status, body and SQL as the service\n\n',
+    )
   else {
     process.stdout.write(`parity: DIFFERENT\n${differences.join('\n')}\n\n`)
     problems.push(...differences.map((difference) => `parity: ${difference}`))
@@ -208,7 +220,8 @@ export interface Summary {
 
 export function summarize(rows: readonly Row[]): Summary[] {
   const groups = new Map<string, Row[]>()
-  for (const row of rows) groups.set(`${row.scenario}|${row.target}`, [...(groups.get(`${row.scenario}|${row.target}`) ?? []), row])
+  for (const row of rows)
+    groups.set(`${row.scenario}|${row.target}`, [...(groups.get(`${row.scenario}|${row.target}`) ?? []), row])
   const summaries: Summary[] = []
   for (const group of groups.values()) {
     const first = group[0] as Row
@@ -280,9 +293,13 @@ export function targetsReport(summaries: readonly Summary[]): string {
   const lines: string[] = ['targets (issue 6):']
   for (const summary of summaries.filter((item) => item.target === 'service')) {
     if (summary.ratio !== null)
-      lines.push(`  ${summary.scenario}: service ÷ baseline ${fixed(summary.ratio, 2)} ≥ 0.85 ${summary.ratio >= 0.85 ? 'met' : 'NOT met'}`)
+      lines.push(
+        `  ${summary.scenario}: service ÷ baseline ${fixed(summary.ratio, 2)} ≥ 0.85 ${summary.ratio >= 0.85 ? 'met' : 'NOT met'}`,
+      )
     if (['get', 'list', 'mixed'].includes(summary.scenario)) {
-      lines.push(`  ${summary.scenario}: p99 ${fixed(summary.p99Ms, 2)} ms ≤ 25 ms ${summary.p99Ms <= 25 ? 'met' : 'NOT met'}`)
+      lines.push(
+        `  ${summary.scenario}: p99 ${fixed(summary.p99Ms, 2)} ms ≤ 25 ms ${summary.p99Ms <= 25 ? 'met' : 'NOT met'}`,
+      )
     }
     if (summary.scenario === 'mixed')
       lines.push(

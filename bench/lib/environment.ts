@@ -17,7 +17,9 @@ export interface Environment {
 /** The version of an installed package, read from its package.json (some packages do not export it). */
 function packageVersion(name: string): string {
   try {
-    return (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+    return (
+      JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }
+    ).version
   } catch {
     return 'unknown'
   }
@@ -26,7 +28,8 @@ function packageVersion(name: string): string {
 /** The checked-out commit, with `-dirty` when tracked files differ from it. */
 function commitOf(): string {
   try {
-    const git = (...args: string[]): string => execFileSync('git', ['-C', REPO_ROOT, ...args], { encoding: 'utf8' }).trim()
+    const git = (...args: string[]): string =>
+      execFileSync('git', ['-C', REPO_ROOT, ...args], { encoding: 'utf8' }).trim()
     const commit = git('rev-parse', '--short=12', 'HEAD')
     return git('status', '--porcelain', '--untracked-files=no') === '' ? commit : `${commit}-dirty`
   } catch {

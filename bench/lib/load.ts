@@ -20,9 +20,10 @@ export interface LoadRequest {
 type Operation = 'list' | 'get' | 'update' | 'create' | 'toggle'
 
 /** The mixed scenario's cycle of 20: 35 % list, 35 % get, 15 % create, 15 % update, interleaved. */
-const MIXED = 'list get create list get update list get list get create list get update list get create list get update'.split(
-  ' ',
-) as Operation[]
+const MIXED =
+  'list get create list get update list get list get create list get update list get create list get update'.split(
+    ' ',
+  ) as Operation[]
 
 const JSON_TYPE = 'application/json'
 
@@ -31,7 +32,11 @@ const JSON_TYPE = 'application/json'
  * the 32 connections) spread over all users; a task of that user chosen by `k`, so reads and writes spread
  * over its rows too. `listQuery` is the list's query string (the scaling run uses deep pages).
  */
-export function requestSequence(scenario: Scenario, users: readonly LoadUser[], listQuery = 'limit=20'): () => LoadRequest {
+export function requestSequence(
+  scenario: Scenario,
+  users: readonly LoadUser[],
+  listQuery = 'limit=20',
+): () => LoadRequest {
   let k = 0
   return () => {
     const n = k++
@@ -82,7 +87,12 @@ export interface LoadResult {
  * Runs a closed loop of `connections` keep-alive connections against `url` for `seconds`. Latencies are
  * taken from autocannon's per-response times (sub-millisecond), not its histogram, which keeps whole ms.
  */
-export async function runLoad(url: string, connections: number, seconds: number, next: () => LoadRequest): Promise<LoadResult> {
+export async function runLoad(
+  url: string,
+  connections: number,
+  seconds: number,
+  next: () => LoadRequest,
+): Promise<LoadResult> {
   const latencies: number[] = []
   const statusCounts: Record<string, number> = {}
   let ok2xx = 0
@@ -92,7 +102,9 @@ export async function runLoad(url: string, connections: number, seconds: number,
     const instance = autocannon(
       { url, connections, pipelining: 1, duration: seconds, timeout: 10, requests: [{ setupRequest: () => next() }] },
       (error, result) =>
-        error === null || error === undefined ? resolve(result) : reject(error instanceof Error ? error : new Error(String(error))),
+        error === null || error === undefined
+          ? resolve(result)
+          : reject(error instanceof Error ? error : new Error(String(error))),
     )
     instance.on('response', (_client, statusCode, _bytes, responseTime) => {
       statusCounts[statusCode] = (statusCounts[statusCode] ?? 0) + 1
@@ -104,7 +116,8 @@ export async function runLoad(url: string, connections: number, seconds: number,
   })
   const elapsed = (performance.now() - startedAt) / 1000
   latencies.sort((a, b) => a - b)
-  const at = (q: number): number => round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0)
+  const at = (q: number): number =>
+    round(latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0)
   return {
     seconds: round(elapsed),
     requests: ok2xx + non2xx,

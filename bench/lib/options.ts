@@ -82,7 +82,10 @@ output
   --max-minutes <n>       hard limit on the whole run (default 90)
 `
 
-/** Parses `argv` (without node and the script) with `env` as fallbacks. Exits with the help text on --help or a bad flag. */
+/**
+ * Parses `argv` (without node and the script) with `env` as fallbacks. Exits with the help text on --help or a bad
+ * flag.
+ */
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
   const flags = new Map<string, string>()
   for (let i = 0; i < argv.length; i++) {
@@ -153,7 +156,8 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     const raw = read(name)
     if (raw === undefined) return fallback
     const list = raw.split(',').filter((item) => item !== '')
-    for (const item of list) if (!(SCENARIOS as readonly string[]).includes(item)) fail(`--${name}: unknown scenario "${item}"`)
+    for (const item of list)
+      if (!(SCENARIOS as readonly string[]).includes(item)) fail(`--${name}: unknown scenario "${item}"`)
     return list as Scenario[]
   }
   const numberList = (name: string, fallback: number[]): number[] => {

@@ -31,7 +31,10 @@ export async function probeRoutes(baseUrl: string, user: LoadUser, captureFile: 
     const before = captured().length
     const response = await fetch(`${baseUrl}${path}`, {
       method,
-      headers: { authorization: user.authorization, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: {
+        authorization: user.authorization,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(10_000),
     })
@@ -66,10 +69,13 @@ export function compareProbes(service: readonly RouteProbe[], baseline: readonly
       problems.push(`${ours.route}: the baseline was not probed`)
       continue
     }
-    if (ours.status !== theirs.status) problems.push(`${ours.route}: status ${ours.status} (service) vs ${theirs.status} (baseline)`)
+    if (ours.status !== theirs.status)
+      problems.push(`${ours.route}: status ${ours.status} (service) vs ${theirs.status} (baseline)`)
     const dropClock = ours.route !== 'list' && ours.route !== 'get'
     if (JSON.stringify(canonical(ours.body, dropClock)) !== JSON.stringify(canonical(theirs.body, dropClock))) {
-      problems.push(`${ours.route}: bodies differ\n  service:  ${JSON.stringify(ours.body)}\n  baseline: ${JSON.stringify(theirs.body)}`)
+      problems.push(
+        `${ours.route}: bodies differ\n  service:  ${JSON.stringify(ours.body)}\n  baseline: ${JSON.stringify(theirs.body)}`,
+      )
     }
     if (JSON.stringify(ours.statements) !== JSON.stringify(theirs.statements)) {
       problems.push(

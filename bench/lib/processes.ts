@@ -22,7 +22,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const address = server.address()
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))))
+      server.close(() =>
+        typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port')),
+      )
     })
   })
 }
@@ -65,8 +67,15 @@ export function startChild(options: StartOptions): Child {
   return { process: child, pid: child.pid, logFile: options.logFile, exited }
 }
 
-/** Polls `url` until it answers 200; fails if the child exits first or `timeoutMs` passes. Gives the time it took (ms). */
-export async function waitUntilReady(child: Child, url: string, timeoutMs: number, startedAt = performance.now()): Promise<number> {
+/**
+ * Polls `url` until it answers 200; fails if the child exits first or `timeoutMs` passes. Gives the time it took (ms).
+ */
+export async function waitUntilReady(
+  child: Child,
+  url: string,
+  timeoutMs: number,
+  startedAt = performance.now(),
+): Promise<number> {
   let exited = false
   void child.exited.then(() => (exited = true))
   while (performance.now() - startedAt < timeoutMs) {

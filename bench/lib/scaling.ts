@@ -33,9 +33,9 @@ export async function runScaling(
   await runner.query('TRUNCATE tasks RESTART IDENTITY')
   const probeUser = async (size: number): Promise<LoadUser> => {
     const userId = probeUserId(size)
-    const ids = (await runner.query<{ id: string }>('SELECT id FROM tasks WHERE user_id = $1 ORDER BY id', [userId])).rows.map((row) =>
-      Number(row.id),
-    )
+    const ids = (
+      await runner.query<{ id: string }>('SELECT id FROM tasks WHERE user_id = $1 ORDER BY id', [userId])
+    ).rows.map((row) => Number(row.id))
     return { authorization: tokens.get(userId) ?? '', taskIds: ids }
   }
 
@@ -59,7 +59,9 @@ export async function runScaling(
     await runner.query('CHECKPOINT')
     const seedS = Math.round((performance.now() - seedStarted) / 100) / 10
     const [counted] = (
-      await runner.query<{ rows: string; bytes: string }>(`SELECT count(*) AS rows, pg_total_relation_size('tasks') AS bytes FROM tasks`)
+      await runner.query<{ rows: string; bytes: string }>(
+        `SELECT count(*) AS rows, pg_total_relation_size('tasks') AS bytes FROM tasks`,
+      )
     ).rows
     const rows = Number(counted?.rows ?? 0)
     const tableMiB = Math.round(Number(counted?.bytes ?? 0) / 2 ** 20)
@@ -112,7 +114,9 @@ export async function runScaling(
     }
   }
 
-  process.stdout.write(`\n${markdownTable(['rows in all', "the user's tasks", 'request', 'req/s', 'p50 ms', 'p99 ms'], table)}\n`)
+  process.stdout.write(
+    `\n${markdownTable(['rows in all', "the user's tasks", 'request', 'req/s', 'p50 ms', 'p99 ms'], table)}\n`,
+  )
 
   // The plans at the largest size, for the largest and the smallest probe user, with the service's own statements.
   const largest = sizes.filter((size) => present.has(size))
@@ -128,7 +132,11 @@ export async function runScaling(
     ).rows
     const statements: [string, string, unknown[]][] = [
       [`list, first page (user with ${size} tasks)`, LIST, [userId, userId, PAGE, 0]],
-      [`list, offset ${Math.max(0, size - PAGE)} (user with ${size} tasks)`, LIST, [userId, userId, PAGE, Math.max(0, size - PAGE)]],
+      [
+        `list, offset ${Math.max(0, size - PAGE)} (user with ${size} tasks)`,
+        LIST,
+        [userId, userId, PAGE, Math.max(0, size - PAGE)],
+      ],
       [`get (user with ${size} tasks)`, GET, [userId, Number(middle?.id ?? 1)]],
     ]
     for (const [name, text, values] of statements) {
@@ -143,7 +151,9 @@ export async function runScaling(
       const ownRechecks = (plan.match(/Recheck Cond: \(*\(?user_id\)?(?:::text)? = /g) ?? []).length
       const ownRowsOnly = !/Seq Scan|lossy/.test(plan) && ownIndexConds >= indexScans && ownRechecks >= heapScans
       results.write({ kind: 'plan', name, sql: text, values, plan, ownRowsOnly })
-      plans.push(`${name}${ownRowsOnly ? '' : ' (SCANS MORE THAN THE USER’S ROWS)'}\n\n    ${text}\n\n${plan.replace(/^/gm, '    ')}`)
+      plans.push(
+        `${name}${ownRowsOnly ? '' : ' (SCANS MORE THAN THE USER’S ROWS)'}\n\n    ${text}\n\n${plan.replace(/^/gm, '    ')}`,
+      )
       if (!ownRowsOnly) problems.push(`plan of ${name} scans more than the user's rows`)
     }
   }

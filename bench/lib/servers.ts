@@ -46,7 +46,11 @@ export interface RunningServer {
 }
 
 /** The environment of the service as production would run it; only what is set here (plus PATH) reaches it. */
-export function serviceEnv(port: number, settings: ServerSettings, databaseUrl: string | undefined): Record<string, string> {
+export function serviceEnv(
+  port: number,
+  settings: ServerSettings,
+  databaseUrl: string | undefined,
+): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     NODE_ENV: 'production',
@@ -66,23 +70,32 @@ export function serviceEnv(port: number, settings: ServerSettings, databaseUrl: 
  * @throws Error naming the command that failed, with the end of its output.
  */
 export async function buildServers(workDir: string): Promise<void> {
-  const env = Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined))
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  )
   const builds = [
     { command: 'npm', args: ['run', 'build'] },
-    { command: process.execPath, args: [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'bench/baseline/tsconfig.json'] },
+    {
+      command: process.execPath,
+      args: [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'bench/baseline/tsconfig.json'],
+    },
   ]
   for (const [i, { command, args }] of builds.entries()) {
     const logFile = join(workDir, `build-${i}.log`)
     const code = await startChild({ command, args, cwd: REPO_ROOT, env, logFile }).exited
-    if (code !== 0) throw new Error(`the build failed: \`${[command, ...args].join(' ')}\` exited with ${String(code)}:\n${tail(logFile)}`)
+    if (code !== 0)
+      throw new Error(
+        `the build failed: \`${[command, ...args].join(' ')}\` exited with ${String(code)}:\n${tail(logFile)}`,
+      )
   }
 }
 
 let serial = 0
 
 /**
- * Starts one server and waits until it is ready (/ready; the baseline: /health). `captureSqlFile` preloads the SQL capture (parity check).
- * Its output (the access log) goes to a file in the work directory, removed when it stops cleanly.
+ * Starts one server and waits until it is ready (/ready; the baseline: /health). `captureSqlFile` preloads the SQL
+ * capture (parity check). Its output (the access log) goes to a file in the work directory, removed when it stops
+ * cleanly.
  */
 export async function startServer(
   target: Target,
@@ -94,7 +107,8 @@ export async function startServer(
   const logFile = join(settings.workDir, `${name}.log`)
   // The capture is TypeScript: only the parity check, which is not measured, runs under tsx's loader.
   const capture = options.captureSqlFile === undefined ? [] : ['--import', TSX_LOADER, '--import', CAPTURE_SQL]
-  const captureEnv: Record<string, string> = options.captureSqlFile === undefined ? {} : { BENCH_CAPTURE_SQL: options.captureSqlFile }
+  const captureEnv: Record<string, string> =
+    options.captureSqlFile === undefined ? {} : { BENCH_CAPTURE_SQL: options.captureSqlFile }
   // One directory per measured process (not the parity check's), so that each server's profiles stay apart.
   const profile =
     settings.profileDir === null || options.captureSqlFile !== undefined

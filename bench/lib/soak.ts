@@ -43,7 +43,13 @@ export async function runSoak(
         peakRssMiB: period.peakRssMiB,
       }
       samples.push(sample)
-      results.write({ kind: 'soak-sample', ...sample, non2xx: period.non2xx, errors: period.errors, loadAverage: loadAverage() })
+      results.write({
+        kind: 'soak-sample',
+        ...sample,
+        non2xx: period.non2xx,
+        errors: period.errors,
+        loadAverage: loadAverage(),
+      })
       process.stdout.write(
         `${String(sample.atS).padStart(4)} s  ${fixed(sample.rps, 0)} req/s  p99 ${fixed(sample.p99Ms, 2)} ms  rss ${fixed(sample.rssMiB, 0)} MiB\n`,
       )
@@ -69,7 +75,15 @@ export async function runSoak(
   results.write(summary)
   process.stdout.write(
     `\n${markdownTable(
-      ['mixed soak', 'seconds', 'req/s median', 'RSS first minute MiB', 'RSS last minute MiB', 'growth MiB', 'peak RSS MiB'],
+      [
+        'mixed soak',
+        'seconds',
+        'req/s median',
+        'RSS first minute MiB',
+        'RSS last minute MiB',
+        'growth MiB',
+        'peak RSS MiB',
+      ],
       [
         [
           'service (PostgreSQL)',

@@ -12,7 +12,9 @@ const SETTLE_S = 3
 
 const NODE = realpathSync(process.execPath)
 
-/** The server under tsx's CLI: the CLI's descendant that runs node (not the CLI, nor an esbuild service tsx may start). */
+/**
+ * The server under tsx's CLI: the CLI's descendant that runs node (not the CLI, nor an esbuild service tsx may start).
+ */
 function serverPid(cliPid: number): number {
   const runsNode = (pid: number): boolean => {
     try {

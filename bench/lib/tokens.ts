@@ -2,7 +2,11 @@
 import { SignJWT } from 'jose'
 
 /** `Bearer <token>` for each user id, valid for `hours` (long enough for the whole run). */
-export async function bearerTokens(userIds: readonly string[], secret: string, hours = 12): Promise<Map<string, string>> {
+export async function bearerTokens(
+  userIds: readonly string[],
+  secret: string,
+  hours = 12,
+): Promise<Map<string, string>> {
   const key = new TextEncoder().encode(secret)
   const tokens = new Map<string, string>()
   for (const userId of userIds) {

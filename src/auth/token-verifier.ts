@@ -27,7 +27,19 @@ export interface TokenVerifier {
 }
 
 /** The asymmetric algorithms accepted from the JWKS (Better Auth signs with EdDSA, ES256, ES512, RS256 or PS256). */
-export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+export const ASYMMETRIC_ALGORITHMS = [
+  'EdDSA',
+  'Ed25519',
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+]
 
 /**
  * The memory the verified HS256 tokens may hold, in bytes: 8 MiB (issue 6's profile: WebCrypto's HMAC through jose
@@ -37,10 +49,16 @@ export const ASYMMETRIC_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'ES5
  */
 export const VERIFIED_TOKEN_CACHE_BYTES = 8 * 1024 * 1024
 
-/** Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md rule 3). */
+/**
+ * Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md
+ * rule 3).
+ */
 const MAX_USER_ID_LENGTH = 255
 
-export type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'>
+export type TokenVerifierConfig = Pick<
+  Config,
+  'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'
+>
 
 /**
  * Creates the verifier. HS256 uses the secret's raw UTF-8 bytes (as Better Auth signs its cookie cache),
@@ -85,7 +103,11 @@ export function createTokenVerifier(
       return payload
     }
     if (jwksKeys !== null && typeof alg === 'string' && ASYMMETRIC_ALGORITHMS.includes(alg)) {
-      const { payload } = await jwtVerify(token, jwksKeys.getKey, { ...common, currentDate, algorithms: ASYMMETRIC_ALGORITHMS })
+      const { payload } = await jwtVerify(token, jwksKeys.getKey, {
+        ...common,
+        currentDate,
+        algorithms: ASYMMETRIC_ALGORITHMS,
+      })
       checkIssuerAndAudience(payload, config, true)
       return payload
     }
@@ -107,12 +129,14 @@ export function createTokenVerifier(
         throw new AuthError('invalid')
       }
       // jose checks iat only against a maximum age; API.md also refuses one from the future.
-      if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS) throw new AuthError('invalid')
+      if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS)
+        throw new AuthError('invalid')
       const userId = userIdOf(payload)
       // Only HS256: its answer depends on nothing but the token, the fixed secret and the clock, so a token
       // accepted once stays accepted until exp (+ leeway); nbf and iat only ever pass later, never fail.
       // A JWKS token is not cached, so a key removed from the set stops being accepted at the next refetch.
-      if (payload.exp !== undefined && isHs256(token)) verifiedHs256.set(token, userId, (payload.exp + config.clockToleranceS) * 1000)
+      if (payload.exp !== undefined && isHs256(token))
+        verifiedHs256.set(token, userId, (payload.exp + config.clockToleranceS) * 1000)
       return { userId }
     },
   }
@@ -134,12 +158,16 @@ function isHs256(token: string): boolean {
  */
 const ENTRY_OVERHEAD_BYTES = 512
 
-/** Bytes one entry holds: the token (ASCII, one byte a character, as V8 stores it), the user id (up to two), overhead. */
+/**
+ * Bytes one entry holds: the token (ASCII, one byte a character, as V8 stores it), the user id (up to two), overhead.
+ */
 function entryBytes(token: string, userId: string): number {
   return token.length + 2 * userId.length + ENTRY_OVERHEAD_BYTES
 }
 
-/** A bounded map of verified tokens; `bytes` is what its entries hold by `entryBytes`'s count, never over the budget. */
+/**
+ * A bounded map of verified tokens; `bytes` is what its entries hold by `entryBytes`'s count, never over the budget.
+ */
 export interface VerifiedTokenCache {
   /** The token's user id, while `nowMs` is before the instant it stops being valid; else undefined (and forgotten). */
   get(token: string, nowMs: number): string | undefined
@@ -207,7 +235,8 @@ function checkIssuerAndAudience(payload: JWTPayload, config: TokenVerifierConfig
       if (required) throw new AuthError('invalid')
     } else {
       const audiences: unknown[] = Array.isArray(aud) ? aud : [aud]
-      if (!audiences.some((value) => typeof value === 'string' && config.audiences.includes(value))) throw new AuthError('invalid')
+      if (!audiences.some((value) => typeof value === 'string' && config.audiences.includes(value)))
+        throw new AuthError('invalid')
     }
   }
 }
@@ -217,13 +246,17 @@ function checkIssuerAndAudience(payload: JWTPayload, config: TokenVerifierConfig
  * of at most 255 characters that PostgreSQL can store (no NUL, no lone surrogate); anything else is invalid.
  */
 function userIdOf(payload: JWTPayload): string {
-  const candidate: unknown = payload.sub !== undefined ? payload.sub : (payload.user as { id?: unknown } | undefined)?.id
-  if (typeof candidate !== 'string' || candidate === '' || characterCount(candidate) > MAX_USER_ID_LENGTH) throw new AuthError('invalid')
+  const candidate: unknown =
+    payload.sub !== undefined ? payload.sub : (payload.user as { id?: unknown } | undefined)?.id
+  if (typeof candidate !== 'string' || candidate === '' || characterCount(candidate) > MAX_USER_ID_LENGTH)
+    throw new AuthError('invalid')
   if (candidate.includes('\u0000') || !candidate.isWellFormed()) throw new AuthError('invalid')
   return candidate
 }
 
-/** Code points, not UTF-16 units: 255 emoji are 255 characters to PostgreSQL's varchar(255), but 510 units to `length`. */
+/**
+ * Code points, not UTF-16 units: 255 emoji are 255 characters to PostgreSQL's varchar(255), but 510 units to `length`.
+ */
 function characterCount(text: string): number {
   return text.length <= MAX_USER_ID_LENGTH ? text.length : [...text].length
 }

@@ -27,7 +27,10 @@ export interface DataDirLock {
   release(): void
 }
 
-/** Directories this process holds, so that a lock naming our own pid is told apart from a stale one (containers reuse pids). */
+/**
+ * Directories this process holds, so that a lock naming our own pid is told apart from a stale one (containers reuse
+ * pids).
+ */
 const heldHere = new Set<string>()
 
 /**

@@ -22,7 +22,13 @@ interface DatabaseBase {
 
 /** An open database. `kind` tells which driver is underneath; `db` is the typed Drizzle handle. */
 export type Database =
-  | (DatabaseBase & { kind: 'postgres'; db: NodePgDatabase<typeof schema>; pool: pg.Pool; url: string; limits: PoolOptions })
+  | (DatabaseBase & {
+      kind: 'postgres'
+      db: NodePgDatabase<typeof schema>
+      pool: pg.Pool
+      url: string
+      limits: PoolOptions
+    })
   | (DatabaseBase & { kind: 'pglite'; db: PgliteDatabase<typeof schema>; client: PGlite })
 
 /** Limits for a PostgreSQL server connection pool (API.md configuration; all times in ms). */
@@ -30,7 +36,10 @@ export interface PoolOptions {
   poolMax: number
   statementTimeoutMs: number
   connectTimeoutMs: number
-  /** Called with errors of idle pooled connections (a server restart, Neon suspending), which must not crash the process. */
+  /**
+   * Called with errors of idle pooled connections (a server restart, Neon suspending), which must not crash the
+   * process.
+   */
   onIdleError?: (error: Error) => void
   /**
    * Embedded database only: called, with its data directory already unlocked, when PostgreSQL inside PGlite ended
@@ -113,7 +122,11 @@ function openPostgres(url: string, options: PoolOptions): Database {
  * Wraps an open PGlite instance (tests pass a clone of a migrated template); `onClose` runs once it is closed, or
  * before `onEnded` when PostgreSQL inside it ended (PoolOptions.onEmbeddedEnded).
  */
-export function wrapPglite(client: PGlite, onClose: () => void = () => undefined, onEnded?: (error: Error) => void): Database {
+export function wrapPglite(
+  client: PGlite,
+  onClose: () => void = () => undefined,
+  onEnded?: (error: Error) => void,
+): Database {
   if (onEnded !== undefined) watchForEnd(client, () => onClose(), onEnded)
   return {
     kind: 'pglite',
@@ -185,8 +198,10 @@ const UNAVAILABLE_MESSAGES = [
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
     const code = (current as { code?: unknown }).code
-    if (typeof code === 'string' && (UNAVAILABLE_NODE_CODES.has(code) || /^(08|53|57)[0-9A-Z]{3}$/.test(code))) return true
-    if (UNAVAILABLE_MESSAGES.some((message) => current instanceof Error && current.message.includes(message))) return true
+    if (typeof code === 'string' && (UNAVAILABLE_NODE_CODES.has(code) || /^(08|53|57)[0-9A-Z]{3}$/.test(code)))
+      return true
+    if (UNAVAILABLE_MESSAGES.some((message) => current instanceof Error && current.message.includes(message)))
+      return true
   }
   return false
 }

@@ -61,7 +61,10 @@ export async function applyMigrations(database: Database): Promise<void> {
     await client.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_ID])
   } finally {
     // Ending the session releases the advisory lock too; bounded, since a lost network never acknowledges the end.
-    await Promise.race([client.end().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, connectTimeoutMs).unref())])
+    await Promise.race([
+      client.end().catch(() => undefined),
+      new Promise((resolve) => setTimeout(resolve, connectTimeoutMs).unref()),
+    ])
     ;(client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy()
   }
 }

@@ -54,7 +54,9 @@ export class StatementNotSentError extends Error {
 export class StatementTimeoutError extends Error {
   readonly code = 'ETIMEDOUT'
   constructor(statementTimeoutMs: number) {
-    super(`the database did not answer within ${statementTimeoutMs} ms, nor ${CANCEL_GRACE_MS} ms after the cancel request`)
+    super(
+      `the database did not answer within ${statementTimeoutMs} ms, nor ${CANCEL_GRACE_MS} ms after the cancel request`,
+    )
     this.name = 'StatementTimeoutError'
   }
 }
@@ -90,7 +92,10 @@ export function limitStatements(client: pg.ClientBase, limits: StatementLimits):
     let dropTimer: NodeJS.Timeout | undefined
     const cancelTimer = setTimeout(() => {
       sendCancelRequest(internals, limits.connectTimeoutMs)
-      dropTimer = setTimeout(() => stream.destroy(new StatementTimeoutError(limits.statementTimeoutMs)), CANCEL_GRACE_MS)
+      dropTimer = setTimeout(
+        () => stream.destroy(new StatementTimeoutError(limits.statementTimeoutMs)),
+        CANCEL_GRACE_MS,
+      )
     }, limits.statementTimeoutMs)
     const settle = (): void => {
       clearTimeout(cancelTimer)
@@ -116,7 +121,10 @@ export function limitStatements(client: pg.ClientBase, limits: StatementLimits):
 function sendCancelRequest(client: ClientInternals, timeoutMs: number): void {
   const { processID, secretKey } = client
   if (processID === null || secretKey === null) return
-  const Connection = pg.Connection as unknown as new (config: { ssl: unknown; sslNegotiation: unknown }) => CancelConnection
+  const Connection = pg.Connection as unknown as new (config: {
+    ssl: unknown
+    sslNegotiation: unknown
+  }) => CancelConnection
   const connection = new Connection({ ssl: client.ssl, sslNegotiation: client.sslNegotiation })
   const timer = setTimeout(() => connection.stream.destroy(), timeoutMs)
   const cancel = (): void => connection.cancel(processID, secretKey)
@@ -131,7 +139,10 @@ function sendCancelRequest(client: ClientInternals, timeoutMs: number): void {
   else connection.connect(client.port, client.host)
 }
 
-/** SQLSTATEs of a server that ended the connection: admin_shutdown, crash_shutdown, cannot_connect_now, idle_session_timeout. */
+/**
+ * SQLSTATEs of a server that ended the connection: admin_shutdown, crash_shutdown, cannot_connect_now,
+ * idle_session_timeout.
+ */
 const CONNECTION_ENDED_CODES = new Set(['57P01', '57P02', '57P03', '57P05', 'ECONNRESET', 'EPIPE'])
 const CONNECTION_ENDED_MESSAGES = ['Connection terminated unexpectedly', 'is not queryable']
 
@@ -202,12 +213,15 @@ export function createPool(settings: PoolSettings): pg.Pool {
   })
   const query = pool.query.bind(pool) as QueryFunction
   const retrying: QueryFunction = (config, values, callback) => {
-    if (typeof values === 'function' || callback !== undefined || isSubmittable(config)) return query(config, values, callback)
-    // Once, or, for a stale prepared statement, once per pooled connection (each may hold it, and each attempt drops one).
+    if (typeof values === 'function' || callback !== undefined || isSubmittable(config))
+      return query(config, values, callback)
+    // Once, or, for a stale prepared statement, once per pooled connection (each may hold it, and each attempt drops
+    // one).
     const retryAfter =
       (staleLeft: number) =>
       (error: unknown): Promise<unknown> => {
-        if (staleCachedPlan(error) && staleLeft > 0) return (query(config, values) as Promise<unknown>).catch(retryAfter(staleLeft - 1))
+        if (staleCachedPlan(error) && staleLeft > 0)
+          return (query(config, values) as Promise<unknown>).catch(retryAfter(staleLeft - 1))
         if (!mayRetry(config, error)) throw error
         return query(config, values) as Promise<unknown>
       }

@@ -50,10 +50,10 @@ export const tasks = pgTable(
 
 /**
  * How many tasks each user has, in all and completed: the list's `X-Total-Count` reads one row of it instead of
- * counting the user's tasks, so a first page costs about the same at 50 tasks as at 100,000. Kept exact by triggers on `tasks`
- * (migrations/0003_maintain_task_counts.sql), in the transaction of every write and nowhere else; no code writes it.
- * A user's row appears with their first task and stays (at zero) after their last one is deleted. The primary key is
- * `user_id`, so the row lives with the user's tasks when tables are distributed by owner.
+ * counting the user's tasks, so a first page costs about the same at 50 tasks as at 100,000. Kept exact by triggers on
+ * `tasks` (migrations/0003_maintain_task_counts.sql), in the transaction of every write and nowhere else; no code
+ * writes it. A user's row appears with their first task and stays (at zero) after their last one is deleted. The
+ * primary key is `user_id`, so the row lives with the user's tasks when tables are distributed by owner.
  */
 export const taskCounts = pgTable(
   'task_counts',

@@ -19,7 +19,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ ping: () => Promise<void>
         await ping()
         return { status: 'ok' as const }
       } catch (error) {
-        request.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'database unavailable: /ready answered 503')
+        request.log.warn(
+          { cause: error instanceof Error ? error.message : String(error) },
+          'database unavailable: /ready answered 503',
+        )
         return reply
           .code(503)
           .header('retry-after', String(RETRY_AFTER_S))

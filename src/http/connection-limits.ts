@@ -15,7 +15,13 @@
 // header and request timeouts; a connection in the middle of sending a request's head (a slowloris) would then hold
 // the drain open until SHUTDOWN_TIMEOUT_MS. Here closing ends every connection with no request handed to Fastify
 // (being served or waiting behind it): those requests have not started, so nothing is lost.
-import { createServer, type IncomingMessage, type RequestListener, type ServerOptions, type ServerResponse } from 'node:http'
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type ServerOptions,
+  type ServerResponse,
+} from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyServerFactory } from 'fastify'
 import { awaitContinue, refuseExpectation } from './request-framing.ts'
@@ -60,7 +66,12 @@ interface Sending {
 export function connectionLimitedServerFactory(limits: ConnectionLimits): FastifyServerFactory {
   return (handler, rawOptions) => {
     // Fastify passes its own options, defaults filled in; typed loosely by Fastify, so read as they are documented.
-    const options = rawOptions as { http?: ServerOptions; keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number }
+    const options = rawOptions as {
+      http?: ServerOptions
+      keepAliveTimeout: number
+      requestTimeout: number
+      connectionTimeout: number
+    }
     const { listener, hasRequest } = limitConnections(handler, limits)
     const server = createServer({ ...options.http, requireHostHeader: false }, listener)
     const sockets = new Set<Socket>()

@@ -40,7 +40,12 @@ interface AjvIssue {
   message?: string
 }
 
-const LOCATION_OF_PART: Record<string, string> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' }
+const LOCATION_OF_PART: Record<string, string> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'path',
+  headers: 'header',
+}
 
 const TYPE_OF_KEYWORD: Record<string, string> = {
   required: 'missing',
@@ -56,7 +61,10 @@ const TYPE_OF_KEYWORD: Record<string, string> = {
 /** At most this many entries in a 422: a 64 KiB body of unknown keys must not answer with megabytes. */
 export const MAX_VALIDATION_ISSUES = 20
 
-/** Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries: the first per location, 20 at most. */
+/**
+ * Maps Ajv's errors of one request part to FastAPI-style `{loc, msg, type}` entries: the first per location, 20 at
+ * most.
+ */
 export function toValidationIssues(part: string, issues: readonly AjvIssue[]): ValidationIssue[] {
   const where = LOCATION_OF_PART[part] ?? part
   const entries = issues.map((issue) => {
@@ -237,8 +245,12 @@ export const ValidationErrorResponse = Type.Object({
 })
 
 /** Response schemas of the given error statuses, for a route's `schema.response`. */
-export function errorResponses(...statuses: number[]): Record<number, typeof ErrorResponse | typeof ValidationErrorResponse> {
-  return Object.fromEntries(statuses.map((status) => [status, status === 422 ? ValidationErrorResponse : ErrorResponse]))
+export function errorResponses(
+  ...statuses: number[]
+): Record<number, typeof ErrorResponse | typeof ValidationErrorResponse> {
+  return Object.fromEntries(
+    statuses.map((status) => [status, status === 422 ? ValidationErrorResponse : ErrorResponse]),
+  )
 }
 
 /** 422 for a request that needs a body and sent none (FastAPI's shape for a missing body). */

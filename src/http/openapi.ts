@@ -22,7 +22,8 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
       info: {
         title: 'Tasks API',
         version: '1.0.0',
-        description: 'Private task lists for users of a Better Auth frontend. Every /api route needs `Authorization: Bearer <jwt>`.',
+        description:
+          'Private task lists for users of a Better Auth frontend. Every /api route needs `Authorization: Bearer <jwt>`.',
       },
       components: {
         securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
@@ -34,7 +35,8 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
-    // The page's own scripts and styles only, and the logo's inline style; no upgrade of http (local development), no framing.
+    // The page's own scripts and styles only, and the logo's inline style; no upgrade of http (local development), no
+    // framing.
     staticCSP: true,
     transformStaticCSP: (header) =>
       header

@@ -11,7 +11,8 @@ const awaitingContinue = new WeakSet<ServerResponse>()
 
 /**
  * Marks a request that came with `Expect: 100-continue` (the server's 'checkContinue', for which Node sends nothing
- * itself): `installRequestFraming`'s preParsing hook sends `100 Continue` once every onRequest check has let it through.
+ * itself): `installRequestFraming`'s preParsing hook sends `100 Continue` once every onRequest check has let it
+ * through.
  */
 export function awaitContinue(response: ServerResponse): void {
   awaitingContinue.add(response)
@@ -36,7 +37,8 @@ function framingError(request: FastifyRequest, response: ServerResponse): [statu
   if (unmetExpectations.has(response)) return [417, 'Expectation failed']
   let hosts = 0
   const raw = request.raw.rawHeaders
-  for (let index = 0; index < raw.length; index += 2) if (raw[index]?.length === 4 && raw[index]?.toLowerCase() === 'host') hosts += 1
+  for (let index = 0; index < raw.length; index += 2)
+    if (raw[index]?.length === 4 && raw[index]?.toLowerCase() === 'host') hosts += 1
   if (hosts > 1) return [400, 'Duplicate Host header']
   if (hosts === 0 && request.raw.httpVersion === '1.1') return [400, HOST_MISSING_DETAIL]
   return undefined

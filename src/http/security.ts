@@ -97,7 +97,9 @@ export function requestIdOf(request: RawRequestDefaultExpression): string {
   const incoming = request.headers['x-request-id']
   // An id that could be a token or a part of one is a client's credential in the wrong header: logged on every line
   // and echoed, it would leak (a signature alone rebuilds a development token, whose header and payload are guessable).
-  return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) && !looksLikeCredential(incoming) ? incoming : randomUUID()
+  return typeof incoming === 'string' && SANE_REQUEST_ID.test(incoming) && !looksLikeCredential(incoming)
+    ? incoming
+    : randomUUID()
 }
 
 /**
@@ -147,7 +149,8 @@ function textCoercionsOf(schema: unknown): [string, TextCoercion][] {
     const types: unknown[] = [property.type].flat()
     if (types.includes('number')) return [[key, (text) => (DECIMAL_NUMBER.test(text) ? Number(text) : undefined)]]
     if (types.includes('integer')) return [[key, (text) => (DECIMAL_INTEGER.test(text) ? Number(text) : undefined)]]
-    if (types.includes('boolean')) return [[key, (text) => (text === 'true' ? true : text === 'false' ? false : undefined)]]
+    if (types.includes('boolean'))
+      return [[key, (text) => (text === 'true' ? true : text === 'false' ? false : undefined)]]
     return []
   })
 }
@@ -166,23 +169,31 @@ const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true })
 export function installBodyParsing(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (request, body, done) => {
-    if (body.length === 0) return done(null, undefined)
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase()
-    if ((charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') || isEncoded(request.headers['content-encoding'])) {
-      return done(UNSUPPORTED_MEDIA_TYPE)
-    }
-    let text: string
-    try {
-      text = STRICT_UTF8.decode(body as Buffer)
-    } catch {
-      return done(BODY_NOT_UTF8)
-    }
-    void parseJson(request, text, (error, value: unknown) => {
-      if (error === null && (typeof value !== 'object' || value === null || Array.isArray(value))) done(BODY_NOT_OBJECT)
-      else done(error, value)
-    })
-  })
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES },
+    (request, body, done) => {
+      if (body.length === 0) return done(null, undefined)
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(request.headers['content-type'] ?? '')?.[1]?.toLowerCase()
+      if (
+        (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') ||
+        isEncoded(request.headers['content-encoding'])
+      ) {
+        return done(UNSUPPORTED_MEDIA_TYPE)
+      }
+      let text: string
+      try {
+        text = STRICT_UTF8.decode(body as Buffer)
+      } catch {
+        return done(BODY_NOT_UTF8)
+      }
+      void parseJson(request, text, (error, value: unknown) => {
+        if (error === null && (typeof value !== 'object' || value === null || Array.isArray(value)))
+          done(BODY_NOT_OBJECT)
+        else done(error, value)
+      })
+    },
+  )
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT_BYTES }, (_request, body, done) => {
     if (body.length === 0) done(null, undefined)
     else done(UNSUPPORTED_MEDIA_TYPE)
@@ -191,7 +202,11 @@ export function installBodyParsing(app: FastifyInstance): void {
 
 /** True for a `Content-Encoding` other than identity: compressed bodies are not accepted. */
 function isEncoded(contentEncoding: string | undefined): boolean {
-  return contentEncoding !== undefined && contentEncoding.trim().toLowerCase() !== 'identity' && contentEncoding.trim() !== ''
+  return (
+    contentEncoding !== undefined &&
+    contentEncoding.trim().toLowerCase() !== 'identity' &&
+    contentEncoding.trim() !== ''
+  )
 }
 
 // helmet's middleware is built once, at start: @fastify/helmet builds a new one on every request (about 3 % of the
@@ -212,7 +227,10 @@ const setSecurityHeaders = helmet({
  */
 export const SECURITY_HEADER_LINES: string = (() => {
   let lines = ''
-  const recorder = { setHeader: (name: string, value: string) => void (lines += `${name}: ${value}\r\n`), removeHeader: () => undefined }
+  const recorder = {
+    setHeader: (name: string, value: string) => void (lines += `${name}: ${value}\r\n`),
+    removeHeader: () => undefined,
+  }
   setSecurityHeaders({} as IncomingMessage, recorder as unknown as ServerResponse, () => undefined)
   return lines
 })()
@@ -221,7 +239,11 @@ export const SECURITY_HEADER_LINES: string = (() => {
  * Sets the request id and the security headers on a response (API.md "Cross-cutting": on every response). Called by
  * the first onRequest hook, and by the answers to errors raised before routing (`frameworkErrors`), where no hook runs.
  */
-export function applySecurityHeaders(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void = () => undefined): void {
+export function applySecurityHeaders(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  done: (error?: Error) => void = () => undefined,
+): void {
   reply.header('x-request-id', request.id)
   setSecurityHeaders(request.raw, reply.raw, (error?: unknown) => done(error instanceof Error ? error : undefined))
 }

@@ -33,7 +33,12 @@ export interface IdempotencyStore {
    * the key free for its retry). `request` is the request body; its canonical JSON is what "the same request"
    * means. Errors of `work` or of the database propagate after the rollback.
    */
-  once(ownerId: string, key: string, request: unknown, work: (tx: TasksDb) => Promise<StoredResponse>): Promise<OnceOutcome>
+  once(
+    ownerId: string,
+    key: string,
+    request: unknown,
+    work: (tx: TasksDb) => Promise<StoredResponse>,
+  ): Promise<OnceOutcome>
 }
 
 export interface IdempotencyOptions {
@@ -70,7 +75,8 @@ export function createIdempotencyStore(db: TasksDb, options: IdempotencyOptions 
   const retentionMs = options.retentionMs ?? DEFAULT_RETENTION_MS
   const inFlightWaitMs = Math.max(1, Math.floor(options.inFlightWaitMs ?? 2500))
   const sweepBatch = options.sweepBatch ?? DEFAULT_SWEEP_BATCH
-  const ownedKey = (ownerId: string, key: string) => and(eq(idempotencyKeys.userId, ownerId), eq(idempotencyKeys.key, key))
+  const ownedKey = (ownerId: string, key: string) =>
+    and(eq(idempotencyKeys.userId, ownerId), eq(idempotencyKeys.key, key))
 
   return {
     async once(ownerId, key, request, work) {
@@ -91,7 +97,14 @@ export function createIdempotencyStore(db: TasksDb, options: IdempotencyOptions 
             .values({ userId: ownerId, key, fingerprint, createdAt: startedAt, expiresAt })
             .onConflictDoUpdate({
               target: [idempotencyKeys.userId, idempotencyKeys.key],
-              set: { fingerprint, createdAt: startedAt, expiresAt, responseStatus: null, responseHeaders: null, responseBody: null },
+              set: {
+                fingerprint,
+                createdAt: startedAt,
+                expiresAt,
+                responseStatus: null,
+                responseHeaders: null,
+                responseBody: null,
+              },
               setWhere: lte(idempotencyKeys.expiresAt, startedAt),
             })
             .returning({ key: idempotencyKeys.key })
@@ -104,7 +117,11 @@ export function createIdempotencyStore(db: TasksDb, options: IdempotencyOptions 
             if (existing.responseStatus === null || existing.responseHeaders === null) return { kind: 'in-progress' }
             return {
               kind: 'replay',
-              response: { status: existing.responseStatus, headers: existing.responseHeaders, body: existing.responseBody },
+              response: {
+                status: existing.responseStatus,
+                headers: existing.responseHeaders,
+                body: existing.responseBody,
+              },
             }
           }
 
@@ -123,7 +140,9 @@ export function createIdempotencyStore(db: TasksDb, options: IdempotencyOptions 
             .orderBy(asc(idempotencyKeys.expiresAt))
             .limit(sweepBatch)
             .for('update', { skipLocked: true })
-          await tx.delete(idempotencyKeys).where(inArray(sql`(${idempotencyKeys.userId}, ${idempotencyKeys.key})`, expired))
+          await tx
+            .delete(idempotencyKeys)
+            .where(inArray(sql`(${idempotencyKeys.userId}, ${idempotencyKeys.key})`, expired))
           return { kind: 'first', response }
         })
       } catch (error) {

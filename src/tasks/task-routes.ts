@@ -36,7 +36,10 @@ const security = [{ bearerAuth: [] }]
 const tags = ['tasks']
 
 /** The response schema of a single task, with its ETag header. */
-const TaskWithEtag = { ...Task, headers: { ETag: Type.String({ description: 'Strong entity tag of this version of the task' }) } }
+const TaskWithEtag = {
+  ...Task,
+  headers: { ETag: Type.String({ description: 'Strong entity tag of this version of the task' }) },
+}
 
 /** The task a write gave, or the 404 / 412 it stands for. */
 function writtenOrThrow<T>(outcome: WriteOutcome<T>): T {
@@ -50,7 +53,9 @@ function createdResponse(task: Task): StoredResponse {
   return { status: 201, headers: { location: `/api/tasks/${task.id}`, etag: etagOf(task) }, body: task }
 }
 
-/** Sends a response built by `createdResponse`, fresh or as stored for a replay: status, headers and body as they are. */
+/**
+ * Sends a response built by `createdResponse`, fresh or as stored for a replay: status, headers and body as they are.
+ */
 async function sendStored(reply: FastifyReply, response: StoredResponse): Promise<FastifyReply> {
   return reply.code(response.status).headers(response.headers).send(response.body)
 }
@@ -67,7 +72,8 @@ const preconditionFailed = {
 function requireBodyAndTrimTitle(request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
   if (request.body === undefined) return done(BODY_MISSING)
   const body: unknown = request.body
-  if (typeof body === 'object' && body !== null && 'title' in body && typeof body.title === 'string') body.title = body.title.trim()
+  if (typeof body === 'object' && body !== null && 'title' in body && typeof body.title === 'string')
+    body.title = body.title.trim()
   done()
 }
 
@@ -115,14 +121,16 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
               ETag: Type.String({ description: 'Strong entity tag of the new task' }),
               'Idempotent-Replayed': Type.Optional(
                 Type.Literal('true', {
-                  description: 'Present when this is the stored answer to an earlier request with the same Idempotency-Key',
+                  description:
+                    'Present when this is the stored answer to an earlier request with the same Idempotency-Key',
                 }),
               ),
             },
           },
           409: {
             ...errorResponses(409)[409],
-            description: 'The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress',
+            description:
+              'The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress',
           },
           ...errorResponses(400, 401, 413, 415, 422, 503),
         },
@@ -178,7 +186,9 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
     },
     async (request, reply) => {
       const expected = versionsOfIfMatch(request.headers['if-match'])
-      const task = writtenOrThrow(await taskStore.updateForOwner(request.userId, request.params.id, request.body, expected))
+      const task = writtenOrThrow(
+        await taskStore.updateForOwner(request.userId, request.params.id, request.body, expected),
+      )
       return reply.header('etag', etagOf(task)).send(task)
     },
   )
@@ -203,7 +213,9 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
     },
     async (request, reply) => {
       const expected = versionsOfIfMatch(request.headers['if-match'])
-      const task = writtenOrThrow(await taskStore.completeForOwner(request.userId, request.params.id, request.body.completed, expected))
+      const task = writtenOrThrow(
+        await taskStore.completeForOwner(request.userId, request.params.id, request.body.completed, expected),
+      )
       return reply.header('etag', etagOf(task)).send(task)
     },
   )
@@ -217,11 +229,21 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
         security,
         params: TaskIdParams,
         headers: TaskWriteHeaders,
-        response: { 204: Type.Null({ description: 'Deleted' }), ...preconditionFailed, ...errorResponses(401, 404, 422, 503) },
+        response: {
+          204: Type.Null({ description: 'Deleted' }),
+          ...preconditionFailed,
+          ...errorResponses(401, 404, 422, 503),
+        },
       },
     },
     async (request, reply) => {
-      writtenOrThrow(await taskStore.deleteForOwner(request.userId, request.params.id, versionsOfIfMatch(request.headers['if-match'])))
+      writtenOrThrow(
+        await taskStore.deleteForOwner(
+          request.userId,
+          request.params.id,
+          versionsOfIfMatch(request.headers['if-match']),
+        ),
+      )
       return reply.code(204).send(null)
     },
   )

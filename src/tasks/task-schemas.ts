@@ -4,8 +4,13 @@ import { Type, type Static } from 'typebox'
 import { describedPattern } from '../http/errors.ts'
 import { IF_MATCH_SYNTAX } from './task-etag.ts'
 
-/** Text PostgreSQL can store: no NUL character, no unpaired UTF-16 surrogate (Ajv matches patterns with the `u` flag). */
-const STORABLE_TEXT = describedPattern('^[^\\u0000\\uD800-\\uDFFF]*$', 'String must not contain NUL characters or unpaired surrogates')
+/**
+ * Text PostgreSQL can store: no NUL character, no unpaired UTF-16 surrogate (Ajv matches patterns with the `u` flag).
+ */
+const STORABLE_TEXT = describedPattern(
+  '^[^\\u0000\\uD800-\\uDFFF]*$',
+  'String must not contain NUL characters or unpaired surrogates',
+)
 
 /** `title` after trimming (the routes trim it before validation): 1–200 characters. */
 const Title = Type.String({
@@ -55,7 +60,9 @@ export type TaskComplete = Static<typeof TaskComplete>
 export const TaskListQuery = Type.Object({
   status: Type.Optional(Type.Enum(['all', 'pending', 'completed'], { type: 'string', default: 'all' })),
   sort: Type.Optional(Type.Enum(['created', 'updated', 'title'], { type: 'string', default: 'created' })),
-  order: Type.Optional(Type.Enum(['asc', 'desc'], { type: 'string', description: 'Default: desc for created/updated, asc for title' })),
+  order: Type.Optional(
+    Type.Enum(['asc', 'desc'], { type: 'string', description: 'Default: desc for created/updated, asc for title' }),
+  ),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
   offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 2_147_483_647, default: 0 })),
 })
@@ -88,7 +95,8 @@ export const TaskWriteHeaders = Type.Object({
   'if-match': Type.Optional(
     Type.String({
       pattern: IF_MATCH_SYNTAX,
-      description: 'The ETag the change is based on (or *): when the task has changed since, the answer is 412 and nothing changes.',
+      description:
+        'The ETag the change is based on (or *): when the task has changed since, the answer is 412 and nothing changes.',
     }),
   ),
 })

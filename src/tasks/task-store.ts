@@ -48,7 +48,12 @@ export interface TaskStore {
     input: TaskCreate,
     respond: (task: Task) => StoredResponse,
   ): Promise<OnceOutcome | 'limit-reached'>
-  updateForOwner(ownerId: string, taskId: number, changes: TaskUpdate, expected?: readonly TaskVersion[]): Promise<WriteOutcome<Task>>
+  updateForOwner(
+    ownerId: string,
+    taskId: number,
+    changes: TaskUpdate,
+    expected?: readonly TaskVersion[],
+  ): Promise<WriteOutcome<Task>>
   /** Sets `completed`, or toggles it in SQL (`NOT completed`) when `completed` is undefined. */
   completeForOwner(
     ownerId: string,
@@ -75,7 +80,10 @@ export interface TaskStoreOptions extends IdempotencyOptions {
   maxTasksPerUser?: number
 }
 
-/** What each `sort` value orders by; each has an index `(user_id, key, id)`, and `(user_id, completed, key, id)` for `status`. */
+/**
+ * What each `sort` value orders by; each has an index `(user_id, key, id)`, and `(user_id, completed, key, id)` for
+ * `status`.
+ */
 const SORT_KEYS = { created: tasks.createdAt, updated: tasks.updatedAt, title: titleSortKey(tasks.title) } as const
 
 /**
@@ -104,10 +112,18 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   }
   const cappedInsertStatement =
     maxTasks > 0
-      ? cappedInsert(db, sql.placeholder('ownerId'), insertPlaceholders, sql.placeholder('cap')).prepare(nameOf('insert_capped'))
+      ? cappedInsert(db, sql.placeholder('ownerId'), insertPlaceholders, sql.placeholder('cap')).prepare(
+          nameOf('insert_capped'),
+        )
       : undefined
-  const deleteStatement = db.delete(tasks).where(ownedByPlaceholders).returning({ id: tasks.id }).prepare(nameOf('delete'))
-  /** The UPDATE statements without a version check, one per set of columns written (named after it), built on first use. */
+  const deleteStatement = db
+    .delete(tasks)
+    .where(ownedByPlaceholders)
+    .returning({ id: tasks.id })
+    .prepare(nameOf('delete'))
+  /**
+   * The UPDATE statements without a version check, one per set of columns written (named after it), built on first use.
+   */
   const updateStatements = new Map<string, ReturnType<typeof prepareUpdate>>()
   const prepareUpdate = (columns: UpdatedColumns, name: string) =>
     db
@@ -161,7 +177,8 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     if (statement === undefined) listStatements.set(name, (statement = prepareList(status, sortKey, order, name)))
     return statement
   }
-  const ownedTask = (ownerId: string, taskId: number): SQL | undefined => and(eq(tasks.userId, ownerId), eq(tasks.id, taskId))
+  const ownedTask = (ownerId: string, taskId: number): SQL | undefined =>
+    and(eq(tasks.userId, ownerId), eq(tasks.id, taskId))
   /** `updated_at` is one of the expected versions (none: matches nothing). */
   const versionIn = (expected: readonly TaskVersion[]): SQL =>
     inArray(
@@ -195,7 +212,9 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     const set: PgUpdateSetSource<typeof tasks> = {
       ...(changes.title !== undefined && { title: changes.title }),
       ...(changes.description !== undefined && { description: changes.description }),
-      ...(changes.completed !== undefined && { completed: changes.completed === 'toggle' ? not(tasks.completed) : changes.completed }),
+      ...(changes.completed !== undefined && {
+        completed: changes.completed === 'toggle' ? not(tasks.completed) : changes.completed,
+      }),
       updatedAt: NEXT_UPDATED_AT,
     }
     const target = db.$with('target').as(db.select({ id: tasks.id }).from(tasks).where(owned))
@@ -247,7 +266,8 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
     async createForOwner(ownerId, input) {
       const values = { ownerId, ...insertValues(input) }
       try {
-        const [row] = await (cappedInsertStatement?.execute({ ...values, cap: maxTasks }) ?? insertStatement.execute(values))
+        const [row] = await (cappedInsertStatement?.execute({ ...values, cap: maxTasks }) ??
+          insertStatement.execute(values))
         if (row === undefined) throw new Error('INSERT … RETURNING gave no row')
         return toTask(row)
       } catch (error) {
@@ -257,7 +277,9 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
 
     async createForOwnerOnce(ownerId, key, input, respond) {
       try {
-        return await idempotency.once(ownerId, key, input, async (tx) => respond(await insertTask(tx, ownerId, input, maxTasks)))
+        return await idempotency.once(ownerId, key, input, async (tx) =>
+          respond(await insertTask(tx, ownerId, input, maxTasks)),
+        )
       } catch (error) {
         return limitReachedOrThrow(error)
       }
@@ -323,7 +345,10 @@ const COUNTED = {
   pending: sql<number>`${taskCounts.total} - ${taskCounts.completed}`,
 }
 
-/** How many of the owner's tasks have `status`: a query of the owner's `task_counts` row (no row: no tasks, so no result). */
+/**
+ * How many of the owner's tasks have `status`: a query of the owner's `task_counts` row (no row: no tasks, so no
+ * result).
+ */
 function matchingCount(db: TasksDb, owner: string | SQLWrapper, status: TaskStatus) {
   return db.select({ total: COUNTED[status] }).from(taskCounts).where(eq(taskCounts.userId, owner))
 }

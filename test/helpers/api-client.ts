@@ -20,8 +20,8 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
 
 /**
- * Requests as one user: every call carries a freshly signed token for `userId`, plus `headers`.
- * With `checkHeaders`, the helpers that assert a status also assert that the answer is JSON, and a list a decimal X-Total-Count.
+ * Requests as one user: every call carries a freshly signed token for `userId`, plus `headers`. With `checkHeaders`,
+ * the helpers that assert a status also assert that the answer is JSON, and a list a decimal X-Total-Count.
  */
 export function asUser(app: FastifyInstance, userId: string, { checkHeaders = false } = {}) {
   const request = async (
@@ -30,7 +30,12 @@ export function asUser(app: FastifyInstance, userId: string, { checkHeaders = fa
     payload?: object,
     headers: Record<string, string> = {},
   ): Promise<LightMyRequestResponse> =>
-    app.inject({ method, url, headers: { ...(await authHeaderFor(userId)), ...headers }, ...(payload === undefined ? {} : { payload }) })
+    app.inject({
+      method,
+      url,
+      headers: { ...(await authHeaderFor(userId)), ...headers },
+      ...(payload === undefined ? {} : { payload }),
+    })
   /** `request`, asserting `status` (and with `checkHeaders`, JSON). */
   const expecting = async (status: number, ...args: Parameters<typeof request>): Promise<LightMyRequestResponse> => {
     const response = await request(...args)

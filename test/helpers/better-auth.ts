@@ -84,7 +84,12 @@ export interface BetterAuthOptions {
 /** The memory adapter's tables; the adapter may replace a table's array, so read them through this object. */
 type MemoryTables = Record<'user' | 'session' | 'account' | 'verification' | 'jwks', unknown[]>
 
-function createAuth(baseURL: string, options: BetterAuthOptions, verificationTokens: Map<string, string>, tables: MemoryTables) {
+function createAuth(
+  baseURL: string,
+  options: BetterAuthOptions,
+  verificationTokens: Map<string, string>,
+  tables: MemoryTables,
+) {
   const jwks = {
     ...(options.alg === undefined ? {} : { keyPairConfig: { alg: options.alg } }),
     ...(options.rotation ?? {}),
@@ -128,7 +133,11 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
     const response = await fetch(`${baseURL}/api/auth/sign-up/email`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', origin: baseURL },
-      body: JSON.stringify({ email: user.email, name: user.name, password: user.password ?? 'correct-horse-battery-staple' }),
+      body: JSON.stringify({
+        email: user.email,
+        name: user.name,
+        password: user.password ?? 'correct-horse-battery-staple',
+      }),
     })
     if (!response.ok) throw new Error(`Better Auth sign-up answered ${response.status}: ${await response.text()}`)
     const body = (await response.json()) as { user: { id: string } }
@@ -165,7 +174,8 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
     const tokenResponse = await fetch(`${baseURL}/api/auth/token`, {
       headers: { cookie: `${SESSION_TOKEN_COOKIE}=${sessionTokenCookie}` },
     })
-    if (!tokenResponse.ok) throw new Error(`Better Auth /api/auth/token answered ${tokenResponse.status}: ${await tokenResponse.text()}`)
+    if (!tokenResponse.ok)
+      throw new Error(`Better Auth /api/auth/token answered ${tokenResponse.status}: ${await tokenResponse.text()}`)
     return ((await tokenResponse.json()) as { token: string }).token
   }
 
@@ -200,7 +210,8 @@ export async function startKeySetProxy(t: TestContext, upstream: URL): Promise<K
     const answer = async (): Promise<void> => {
       const upstreamResponse = await fetch(upstream, { headers: { accept: 'application/json' } })
       const body = await upstreamResponse.text()
-      if (!response.destroyed) response.writeHead(upstreamResponse.status, { 'content-type': 'application/json' }).end(body)
+      if (!response.destroyed)
+        response.writeHead(upstreamResponse.status, { 'content-type': 'application/json' }).end(body)
     }
     const run = (): void => void answer().catch(() => response.destroy())
     if (state.delayMs <= 0) return run()

@@ -58,7 +58,13 @@ export async function temporaryDirectory(t: Scope): Promise<string> {
  */
 export async function startServer(
   t: Scope,
-  options: { env?: Record<string, string>; cwd: string; waitForListening?: boolean; waitForReady?: boolean; startTimeoutMs?: number },
+  options: {
+    env?: Record<string, string>
+    cwd: string
+    waitForListening?: boolean
+    waitForReady?: boolean
+    startTimeoutMs?: number
+  },
 ): Promise<ChildServer> {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
     cwd: options.cwd,
@@ -104,10 +110,20 @@ export async function startServer(
     clearTimeout(timer)
     await exited
   }
-  const server: ChildServer = { url: '', port: 0, child, logs, stderr: () => stderr, exited, running: () => running, stop }
+  const server: ChildServer = {
+    url: '',
+    port: 0,
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    running: () => running,
+    stop,
+  }
   const listening = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`server did not listen within ${options.startTimeoutMs ?? START_TIMEOUT_MS} ms: ${stderr}`)),
+      () =>
+        reject(new Error(`server did not listen within ${options.startTimeoutMs ?? START_TIMEOUT_MS} ms: ${stderr}`)),
       options.startTimeoutMs ?? START_TIMEOUT_MS,
     )
     void exited.then(({ code, signal }) => {

@@ -15,9 +15,12 @@ export function parseLogLines(lines: readonly string[]): Record<string, unknown>
 
 /** No line contains any of `tokens` (nor a token's signature alone), nor a stack trace. */
 export function assertNoTokenNorStack(lines: readonly string[], tokens: Iterable<string>): void {
-  const secrets = [...tokens].flatMap((token) => [token, token.split('.')[2] ?? token]).filter((secret) => secret.length >= 16)
+  const secrets = [...tokens]
+    .flatMap((token) => [token, token.split('.')[2] ?? token])
+    .filter((secret) => secret.length >= 16)
   for (const line of lines) {
-    for (const secret of secrets) assert.ok(!line.includes(secret), `a log line contains a token: ${line.slice(0, 200)}`)
+    for (const secret of secrets)
+      assert.ok(!line.includes(secret), `a log line contains a token: ${line.slice(0, 200)}`)
     assert.ok(!/"stack"|\\n\s+at /.test(line), `a log line contains a stack trace: ${line.slice(0, 300)}`)
   }
 }
@@ -27,6 +30,10 @@ export function assertEach503LoggedOnce(lines: readonly string[], requestIdsOf50
   const parsed = parseLogLines(lines)
   for (const requestId of requestIdsOf503) {
     const explained = parsed.filter((line) => line.reqId === requestId && line.cause !== undefined)
-    assert.equal(explained.length, 1, `the 503 of request ${requestId} is logged once with its cause (found ${explained.length})`)
+    assert.equal(
+      explained.length,
+      1,
+      `the 503 of request ${requestId} is logged once with its cause (found ${explained.length})`,
+    )
   }
 }

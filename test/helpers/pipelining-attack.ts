@@ -1,10 +1,13 @@
 // Issue 10, findings 1 and 2: clients that pipeline many requests on a connection and never read a reply, held open
 // against a real server on loopback, while a well-behaved client measures its latency and the server's RSS is sampled.
-// Shared by test/slow/hostile-pipelining.test.ts (which asserts bounds) and bench/hostile-pipelining.ts (which reports).
+// Shared by test/slow/hostile-pipelining.test.ts (which asserts bounds) and bench/hostile-pipelining.ts (which
+// reports).
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 
-/** The longest text the API stores of each field (task-schemas.ts), filled with U+0001: JSON spells each as `\u0001`. */
+/**
+ * The longest text the API stores of each field (task-schemas.ts), filled with U+0001: JSON spells each as `\u0001`.
+ */
 const TITLE_LENGTH = 200
 const DESCRIPTION_LENGTH = 1000
 
@@ -13,7 +16,10 @@ const DESCRIPTION_LENGTH = 1000
  * JSON: a 500-task page is ~3.7 MB). Returns the id of the first, for a well-behaved client's GET /api/tasks/{id}.
  */
 export async function seedControlCharacterTasks(url: string, token: string, count: number): Promise<number> {
-  const body = JSON.stringify({ title: '\u0001'.repeat(TITLE_LENGTH), description: '\u0001'.repeat(DESCRIPTION_LENGTH) })
+  const body = JSON.stringify({
+    title: '\u0001'.repeat(TITLE_LENGTH),
+    description: '\u0001'.repeat(DESCRIPTION_LENGTH),
+  })
   let firstId = 0
   for (let created = 0; created < count; created += 20) {
     const batch = Array.from({ length: Math.min(20, count - created) }, async () => {
@@ -71,7 +77,12 @@ type Kind = (typeof ATTACKS)[keyof typeof ATTACKS][number]
  * every second, and never reads a byte. A connection the server closes (seen at the next write) is opened again,
  * until `stop()` (call it: the attack is bounded by its caller's time limit).
  */
-export function startPipeliningAttack(port: number, token: string, connections: number, attack: keyof typeof ATTACKS): Attack {
+export function startPipeliningAttack(
+  port: number,
+  token: string,
+  connections: number,
+  attack: keyof typeof ATTACKS,
+): Attack {
   const requestOf = (kind: Kind): string =>
     `GET ${kind.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${kind.authorized ? `Authorization: Bearer ${token}\r\n` : ''}\r\n`
   const counts: AttackCounts = { opened: 0, closedByServer: 0, requests: 0 }
@@ -151,7 +162,13 @@ export interface ProbeResult {
  * A well-behaved client: one request at a time (fetch's kept-alive connections), alternating `GET /health` and
  * `GET /api/tasks/{id}`, each with a `timeoutMs` limit, for `durationMs`.
  */
-export async function probeLatency(url: string, token: string, taskId: number, durationMs: number, timeoutMs = 5000): Promise<ProbeResult> {
+export async function probeLatency(
+  url: string,
+  token: string,
+  taskId: number,
+  durationMs: number,
+  timeoutMs = 5000,
+): Promise<ProbeResult> {
   const result: ProbeResult = { latenciesMs: [], paths: [], failures: [] }
   const until = Date.now() + durationMs
   for (let n = 0; Date.now() < until; n++) {

@@ -28,7 +28,9 @@ export interface TcpProxy {
   accepted(): number
   /** Connections open now. */
   open(): number
-  /** The local ports of the proxy's connections to the target: the server sees the proxied clients coming from these. */
+  /**
+   * The local ports of the proxy's connections to the target: the server sees the proxied clients coming from these.
+   */
   upstreamPorts(): number[]
 }
 
@@ -39,7 +41,10 @@ interface Link {
   held: { to: Socket; chunk: Buffer }[]
 }
 
-/** Starts a proxy on 127.0.0.1 to `target` (a loopback address): open at first, closed with all its links after the test. */
+/**
+ * Starts a proxy on 127.0.0.1 to `target` (a loopback address): open at first, closed with all its links after the
+ * test.
+ */
 export async function startTcpProxy(t: TestContext, target: { host: string; port: number }): Promise<TcpProxy> {
   let mode: ProxyMode = 'open'
   let accepted = 0
@@ -108,6 +113,7 @@ export async function startTcpProxy(t: TestContext, target: { host: string; port
     },
     accepted: () => accepted,
     open: () => links.size,
-    upstreamPorts: () => [...links].map((link) => link.server.localPort).filter((port): port is number => port !== undefined),
+    upstreamPorts: () =>
+      [...links].map((link) => link.server.localPort).filter((port): port is number => port !== undefined),
   }
 }

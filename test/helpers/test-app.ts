@@ -88,7 +88,9 @@ export async function buildTestApp(
   return { app, database: testDatabase.database, logs }
 }
 
-/** Makes `app` listen on a free loopback port, for the tests that need a real socket (inject never has one); its port. */
+/**
+ * Makes `app` listen on a free loopback port, for the tests that need a real socket (inject never has one); its port.
+ */
 export async function listenOnLoopback(app: FastifyInstance): Promise<number> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
@@ -96,7 +98,9 @@ export async function listenOnLoopback(app: FastifyInstance): Promise<number> {
   return address.port
 }
 
-/** Writes `request` on a new loopback connection to `port`; everything the server sent until it ended the connection. */
+/**
+ * Writes `request` on a new loopback connection to `port`; everything the server sent until it ended the connection.
+ */
 export async function rawExchange(port: number, request: string | Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1')

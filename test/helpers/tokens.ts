@@ -2,7 +2,15 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { TestContext } from 'node:test'
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTHeaderParameters, type JWTPayload } from 'jose'
+import {
+  exportJWK,
+  generateKeyPair,
+  SignJWT,
+  type CryptoKey,
+  type JWK,
+  type JWTHeaderParameters,
+  type JWTPayload,
+} from 'jose'
 
 /** The HS256 secret every test app is configured with. */
 export const TEST_SECRET = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
@@ -48,7 +56,11 @@ export async function createTestKey(alg: string, kid: string): Promise<TestKey> 
 }
 
 /** Signs `claims` with `key` (its `kid` and `alg` in the header unless `header` overrides them). */
-export async function signWithKey(key: TestKey, claims: JWTPayload, header: Partial<JWTHeaderParameters> = {}): Promise<string> {
+export async function signWithKey(
+  key: TestKey,
+  claims: JWTPayload,
+  header: Partial<JWTHeaderParameters> = {},
+): Promise<string> {
   return new SignJWT(claims).setProtectedHeader({ alg: key.alg, kid: key.kid, ...header }).sign(key.privateKey)
 }
 
@@ -85,7 +97,9 @@ export async function startJwksServer(t: TestContext, keys: TestKey[]): Promise<
         response.writeHead(state.failWith).end()
         return
       }
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys.map((key) => key.publicJwk) }))
+      response
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ keys: state.keys.map((key) => key.publicJwk) }))
     }
     if (state.delayMs > 0) setTimeout(answer, state.delayMs)
     else answer()

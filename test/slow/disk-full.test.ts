@@ -41,7 +41,11 @@ test('a full disk: the WAL that cannot grow ends the process with exit 1 and one
   const directory = await mountTmpfs(t, 64)
   const server = await startServer(t, { cwd: directory })
   const headers = { authorization: `Bearer ${await tokenFor('disk-user')}`, 'content-type': 'application/json' }
-  const created = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body: JSON.stringify({ title: 'fill' }) })
+  const created = await fetch(`${server.url}/api/tasks`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ title: 'fill' }),
+  })
   assert.equal(created.status, 201)
   const { id } = (await created.json()) as { id: number }
 
@@ -50,7 +54,12 @@ test('a full disk: the WAL that cannot grow ends the process with exit 1 and one
   let refused = 0
   for (let i = 0; i < 500 && refused === 0; i++) {
     const body = JSON.stringify({ title: `full ${i}`, description: 'd'.repeat(1000) })
-    const response = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) })
+    const response = await fetch(`${server.url}/api/tasks`, {
+      method: 'POST',
+      headers,
+      body,
+      signal: AbortSignal.timeout(10_000),
+    })
     assert.ok(response.status === 201 || response.status === 503, `201 or 503, not ${response.status}`)
     if (response.status === 503) refused++
     await response.arrayBuffer()
@@ -58,7 +67,11 @@ test('a full disk: the WAL that cannot grow ends the process with exit 1 and one
   assert.equal(refused, 1, 'a write that meets the full disk is 503')
   assert.equal((await fetch(`${server.url}/health`)).status, 200)
   await rm(join(directory, 'filler'))
-  const afterSpace = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body: JSON.stringify({ title: 'space again' }) })
+  const afterSpace = await fetch(`${server.url}/api/tasks`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ title: 'space again' }),
+  })
   assert.equal(afterSpace.status, 201, 'space freed: writes work again, no restart')
 
   // Each update of one row writes ~1 KiB of WAL; the table and its indexes grow far less (old versions are pruned),
@@ -98,7 +111,11 @@ test('a full disk: the WAL that cannot grow ends the process with exit 1 and one
   const restarted = await startServer(t, { cwd: directory })
   const task = (await (await fetch(`${restarted.url}/api/tasks/${id}`, { headers })).json()) as { description: string }
   assert.equal(task.description, acknowledged, 'the last acknowledged write survived')
-  const write = await fetch(`${restarted.url}/api/tasks/${id}`, { method: 'PUT', headers, body: JSON.stringify({ completed: true }) })
+  const write = await fetch(`${restarted.url}/api/tasks/${id}`, {
+    method: 'PUT',
+    headers,
+    body: JSON.stringify({ completed: true }),
+  })
   assert.equal(write.status, 200, 'writes work again once there is space')
   await restarted.stop()
   assert.equal((await restarted.exited).code, 0)

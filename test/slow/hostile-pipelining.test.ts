@@ -9,7 +9,13 @@ import { test } from 'node:test'
 import { startServer, temporaryDirectory } from '../helpers/child-server.ts'
 import { createTestDatabase } from '../helpers/databases.ts'
 import { assertNoTokenNorStack } from '../helpers/logs.ts'
-import { percentile, probeLatency, sampleRss, seedControlCharacterTasks, startPipeliningAttack } from '../helpers/pipelining-attack.ts'
+import {
+  percentile,
+  probeLatency,
+  sampleRss,
+  seedControlCharacterTasks,
+  startPipeliningAttack,
+} from '../helpers/pipelining-attack.ts'
 import { tokenFor } from '../helpers/tokens.ts'
 
 /** README "Failure behaviour": the server's RSS under 200 such connections (tsx's loader included). */
@@ -23,7 +29,10 @@ const EACH_BOUND_MS = 10_000
 test(`${HOSTILE_CONNECTIONS} connections pipelining without reading: the server stays under ${RSS_BOUND_MIB} MiB and keeps answering others`, async (t) => {
   const testDatabase = await createTestDatabase()
   t.after(() => testDatabase.drop())
-  const server = await startServer(t, { cwd: await temporaryDirectory(t), env: { DATABASE_URL: testDatabase.url ?? 'memory://' } })
+  const server = await startServer(t, {
+    cwd: await temporaryDirectory(t),
+    env: { DATABASE_URL: testDatabase.url ?? 'memory://' },
+  })
   // The access log is checked as it comes and not kept: a line per hostile request would fill this process.
   const lister = await tokenFor('hostile-lister')
   const checkLogs = setInterval(() => assertNoTokenNorStack(server.logs.splice(0), [lister]), 500)
@@ -31,7 +40,8 @@ test(`${HOSTILE_CONNECTIONS} connections pipelining without reading: the server 
   const taskId = await seedControlCharacterTasks(server.url, lister, 500)
   const rss = sampleRss(server.child.pid ?? 0)
 
-  // The issue's floods, past the limit on pipelined requests: closed before they cost anything; others keep their latency.
+  // The issue's floods, past the limit on pipelined requests: closed before they cost anything; others keep their
+  // latency.
   const deep = startPipeliningAttack(server.port, lister, HOSTILE_CONNECTIONS, 'deep')
   t.after(() => deep.stop())
   const probe = await probeLatency(server.url, lister, taskId, PHASE_MS, EACH_BOUND_MS)
@@ -42,9 +52,19 @@ test(`${HOSTILE_CONNECTIONS} connections pipelining without reading: the server 
       `${probe.latenciesMs.length} answered, failures: ${JSON.stringify(probe.failures.slice(0, 3))}`,
   )
   assert.ok(server.running(), `the server died: ${server.stderr().slice(-300)}`)
-  assert.deepEqual(probe.failures, [], `every request of the well-behaved client is answered within ${EACH_BOUND_MS} ms`)
-  assert.ok(probe.latenciesMs.length >= 20, `the well-behaved client was answered ${probe.latenciesMs.length} times in ${PHASE_MS} ms`)
-  assert.ok(percentile(probe.latenciesMs, 50) < MEDIAN_BOUND_MS, `median latency ${percentile(probe.latenciesMs, 50).toFixed(1)} ms`)
+  assert.deepEqual(
+    probe.failures,
+    [],
+    `every request of the well-behaved client is answered within ${EACH_BOUND_MS} ms`,
+  )
+  assert.ok(
+    probe.latenciesMs.length >= 20,
+    `the well-behaved client was answered ${probe.latenciesMs.length} times in ${PHASE_MS} ms`,
+  )
+  assert.ok(
+    percentile(probe.latenciesMs, 50) < MEDIAN_BOUND_MS,
+    `median latency ${percentile(probe.latenciesMs, 50).toFixed(1)} ms`,
+  )
   assert.ok(deepCounts.closedByServer > 0, 'the server closed the connections that pipelined past its limit')
 
   // The same floods 8 deep, under that limit: served, each connection holding at most the reply it cannot send.

@@ -21,7 +21,8 @@ before(() => execFileSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'ignore' 
 async function projectDirectory(t: Scope): Promise<string> {
   const directory = await temporaryDirectory(t)
   copyFileSync(join(ROOT, 'package.json'), join(directory, 'package.json'))
-  for (const entry of ['src', 'dist', 'migrations', 'node_modules']) symlinkSync(join(ROOT, entry), join(directory, entry))
+  for (const entry of ['src', 'dist', 'migrations', 'node_modules'])
+    symlinkSync(join(ROOT, entry), join(directory, entry))
   return directory
 }
 
@@ -62,7 +63,13 @@ for (const script of ['start', 'start:prod']) {
       const directory = await projectDirectory(t)
       const npm = spawn('npm', ['run', script], {
         cwd: directory,
-        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', BETTER_AUTH_SECRET: TEST_SECRET },
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOST: '127.0.0.1',
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          BETTER_AUTH_SECRET: TEST_SECRET,
+        },
         stdio: ['ignore', 'pipe', 'pipe'],
       })
       let serverPid = 0

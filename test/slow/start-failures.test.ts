@@ -26,7 +26,11 @@ test('a symbolic link as ./.data is followed: the database lives in its target',
   symlinkSync(join(directory, 'elsewhere'), join(directory, '.data'))
   const server = await startServer(t, { cwd: directory })
   const headers = { authorization: `Bearer ${await tokenFor('link-user')}`, 'content-type': 'application/json' }
-  const created = await fetch(`${server.url}/api/tasks`, { method: 'POST', headers, body: JSON.stringify({ title: 'linked' }) })
+  const created = await fetch(`${server.url}/api/tasks`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ title: 'linked' }),
+  })
   assert.equal(created.status, 201)
   assert.equal(existsSync(join(directory, 'elsewhere', 'PG_VERSION')), true, 'the files are in the target')
   await server.stop()
@@ -67,8 +71,15 @@ if (serverUrl !== undefined) {
     const url = new URL(serverUrl)
     url.pathname = `/${name}`
     const directory = await temporaryDirectory(t)
-    const server = await startServer(t, { cwd: directory, env: { DATABASE_URL: url.toString() }, waitForListening: false })
-    const exit = await Promise.race([server.exited, new Promise((resolve) => setTimeout(resolve, 60_000, 'still running').unref())])
+    const server = await startServer(t, {
+      cwd: directory,
+      env: { DATABASE_URL: url.toString() },
+      waitForListening: false,
+    })
+    const exit = await Promise.race([
+      server.exited,
+      new Promise((resolve) => setTimeout(resolve, 60_000, 'still running').unref()),
+    ])
     assert.deepEqual(exit, { code: 1, signal: null }, 'refused at start')
     const lines = server.logs.filter((line) => line.includes('server_encoding'))
     assert.equal(lines.length, 1, `one line names server_encoding: ${server.logs.join('\n')}`)

@@ -3,8 +3,9 @@
 // body. (No request runs after a response that closes its connection: connection-limits.ts.)
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { BODY_TOO_LARGE_DETAIL } from './errors.ts'
-import { applySecurityHeaders, BODY_LIMIT_BYTES } from './security.ts'
+import { answers, type HttpError, sendAnswer } from './answers.ts'
+import { BODY_LIMIT_BYTES } from './body-parsing.ts'
+import { applySecurityHeaders } from './security-headers.ts'
 
 /** The responses whose request asked for `100 Continue` and has not got it yet. */
 const awaitingContinue = new WeakSet<ServerResponse>()
@@ -29,18 +30,15 @@ export function refuseExpectation(response: ServerResponse): void {
   unmetExpectations.add(response)
 }
 
-/** Detail of the 400 for an HTTP/1.1 request without Host (RFC 9112 §3.2). */
-export const HOST_MISSING_DETAIL = 'Missing Host header'
-
 /** The framing errors answered by the first hook, before CORS and authentication (RFC 9112 §3.2, RFC 9110 §10.1.1). */
-function framingError(request: FastifyRequest, response: ServerResponse): [status: number, detail: string] | undefined {
-  if (unmetExpectations.has(response)) return [417, 'Expectation failed']
+function framingError(request: FastifyRequest, response: ServerResponse): HttpError | undefined {
+  if (unmetExpectations.has(response)) return answers.expectationFailed
   let hosts = 0
   const raw = request.raw.rawHeaders
   for (let index = 0; index < raw.length; index += 2)
     if (raw[index]?.length === 4 && raw[index]?.toLowerCase() === 'host') hosts += 1
-  if (hosts > 1) return [400, 'Duplicate Host header']
-  if (hosts === 0 && request.raw.httpVersion === '1.1') return [400, HOST_MISSING_DETAIL]
+  if (hosts > 1) return answers.hostDuplicated
+  if (hosts === 0 && request.raw.httpVersion === '1.1') return answers.hostMissing
   return undefined
 }
 
@@ -59,7 +57,7 @@ export function installRequestFraming(app: FastifyInstance): void {
     const error = framingError(request, reply.raw)
     if (error === undefined) return done()
     applySecurityHeaders(request, reply)
-    void reply.code(error[0]).send({ detail: error[1] })
+    void sendAnswer(reply, error)
   })
   app.addHook('preParsing', (_request, reply, payload, done) => {
     if (awaitingContinue.delete(reply.raw) && !reply.raw.headersSent) reply.raw.writeContinue()
@@ -110,6 +108,6 @@ function closeWithoutReading(response: ServerResponse): void {
 export function refuseDeclaredOversizedBodies(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     if (!(Number(request.headers['content-length']) > BODY_LIMIT_BYTES)) return done()
-    void reply.code(413).send({ detail: BODY_TOO_LARGE_DETAIL })
+    void sendAnswer(reply, answers.bodyTooLarge)
   })
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { StoredResponse } from '../idempotency/idempotency-store.ts'
-import { BODY_MISSING, errorResponses, HttpError } from '../http/errors.ts'
+import { answers, errorResponses } from '../http/answers.ts'
 import { etagOf, versionsOfIfMatch } from './task-etag.ts'
 import {
   Task,
@@ -17,21 +17,6 @@ import {
 } from './task-schemas.ts'
 import type { TaskStore, WriteOutcome } from './task-store.ts'
 
-const TASK_NOT_FOUND = new HttpError(404, 'Task not found')
-const PRECONDITION_FAILED = new HttpError(412, 'Precondition failed')
-/** A 422 in the validation shape, so a client handles every 422 alike. */
-const KEY_REUSED = new HttpError(422, [
-  {
-    loc: ['header', 'idempotency-key'],
-    msg: 'This Idempotency-Key was already used with a different request body',
-    type: 'idempotency_key_reused',
-  },
-])
-const KEY_IN_PROGRESS = new HttpError(409, 'A request with this Idempotency-Key is still in progress; retry it later', {
-  'retry-after': '1',
-})
-/** API.md "Errors": a create when the user already owns `MAX_TASKS_PER_USER` tasks. */
-const TASK_LIMIT_REACHED = new HttpError(409, 'Task limit reached')
 const security = [{ bearerAuth: [] }]
 const tags = ['tasks']
 
@@ -43,8 +28,8 @@ const TaskWithEtag = {
 
 /** The task a write gave, or the 404 / 412 it stands for. */
 function writtenOrThrow<T>(outcome: WriteOutcome<T>): T {
-  if (outcome === 'not-found') throw TASK_NOT_FOUND
-  if (outcome === 'stale') throw PRECONDITION_FAILED
+  if (outcome === 'not-found') throw answers.taskNotFound
+  if (outcome === 'stale') throw answers.preconditionFailed
   return outcome
 }
 
@@ -70,7 +55,7 @@ const preconditionFailed = {
  * A callback hook, not an async one: it awaits nothing, and a promise per request is measurable (bench/README.md).
  */
 function requireBodyAndTrimTitle(request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
-  if (request.body === undefined) return done(BODY_MISSING)
+  if (request.body === undefined) return done(answers.bodyMissing)
   const body: unknown = request.body
   if (typeof body === 'object' && body !== null && 'title' in body && typeof body.title === 'string')
     body.title = body.title.trim()
@@ -140,13 +125,13 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
       const key = request.headers['idempotency-key']
       if (key === undefined) {
         const created = await taskStore.createForOwner(request.userId, request.body)
-        if (created === 'limit-reached') throw TASK_LIMIT_REACHED
+        if (created === 'limit-reached') throw answers.taskLimitReached
         return sendStored(reply, createdResponse(created))
       }
       const outcome = await taskStore.createForOwnerOnce(request.userId, key, request.body, createdResponse)
-      if (outcome === 'limit-reached') throw TASK_LIMIT_REACHED
-      if (outcome.kind === 'mismatch') throw KEY_REUSED
-      if (outcome.kind === 'in-progress') throw KEY_IN_PROGRESS
+      if (outcome === 'limit-reached') throw answers.taskLimitReached
+      if (outcome.kind === 'mismatch') throw answers.idempotencyKeyReused
+      if (outcome.kind === 'in-progress') throw answers.idempotencyKeyInProgress
       if (outcome.kind === 'replay') reply.header('idempotent-replayed', 'true')
       return sendStored(reply, outcome.response)
     },
@@ -165,7 +150,7 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
     },
     async (request, reply) => {
       const task = await taskStore.getForOwner(request.userId, request.params.id)
-      if (task === null) throw TASK_NOT_FOUND
+      if (task === null) throw answers.taskNotFound
       return reply.header('etag', etagOf(task)).send(task)
     },
   )

@@ -30,8 +30,8 @@ export function refuseExpectation(response: ServerResponse): void {
   unmetExpectations.add(response)
 }
 
-/** The framing errors answered by the first hook, before CORS and authentication (RFC 9112 §3.2, RFC 9110 §10.1.1). */
-function framingError(request: FastifyRequest, response: ServerResponse): HttpError | undefined {
+/** The answer to a framing error, given before CORS and authentication (RFC 9112 §3.2, RFC 9110 §10.1.1). */
+function framingRefusal(request: FastifyRequest, response: ServerResponse): HttpError | undefined {
   if (unmetExpectations.has(response)) return answers.expectationFailed
   let hosts = 0
   const raw = request.raw.rawHeaders
@@ -44,20 +44,20 @@ function framingError(request: FastifyRequest, response: ServerResponse): HttpEr
 
 /**
  * The framing rules, as the first onRequest hook (before CORS and authentication) and two later ones:
- * - an HTTP/1.1 request without `Host` is 400 `{"detail": "Missing Host header"}`, one with two `Host` lines 400
- *   `{"detail": "Duplicate Host header"}` (RFC 9112 §3.2: a proxy in front may read the other), and an `Expect` other
- *   than `100-continue` 417 `{"detail": "Expectation failed"}`; these answers set the request id and security headers
- *   themselves, since the hook that sets them has not run yet;
+ * - an HTTP/1.1 request without `Host` is 400, one with two `Host` lines 400 (RFC 9112 §3.2: a proxy in front may
+ *   read the other), and an `Expect` other than `100-continue` 417 (`answers.hostMissing`, `hostDuplicated`,
+ *   `expectationFailed`); these answers set the request id and security headers themselves, since the hook that sets
+ *   them has not run yet;
  * - `100 Continue` is sent just before the body is parsed (preParsing), never to a request already answered;
  * - a response sent before its request's body was read in full (a 401, 404, 413…) carries `Connection: close`, and
  *   the rest of the body is never read (`closeWithoutReading`): Node would read it all to reuse the connection.
  */
 export function installRequestFraming(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
-    const error = framingError(request, reply.raw)
-    if (error === undefined) return done()
+    const refusal = framingRefusal(request, reply.raw)
+    if (refusal === undefined) return done()
     applySecurityHeaders(request, reply)
-    void sendAnswer(reply, error)
+    void sendAnswer(reply, refusal)
   })
   app.addHook('preParsing', (_request, reply, payload, done) => {
     if (awaitingContinue.delete(reply.raw) && !reply.raw.headersSent) reply.raw.writeContinue()

@@ -13,7 +13,7 @@ import { closeConnectionsWhileClosing } from './http/draining.ts'
 import { installErrorHandlers } from './http/error-handler.ts'
 import { installOpenApi } from './http/openapi.ts'
 import { installRequestFraming, refuseDeclaredOversizedBodies } from './http/request-framing.ts'
-import { installSecurity } from './http/security-headers.ts'
+import { installSecurityHeaders } from './http/security-headers.ts'
 import { serverOptions } from './http/server-options.ts'
 import { installUserFairness } from './http/user-fairness.ts'
 import { installValidators } from './http/validation.ts'
@@ -69,7 +69,7 @@ export async function buildApp({
   // Before CORS: a request without Host is refused first. A declared body over the limit is refused after CORS (so a
   // browser can read the 413) and before authentication (so no token makes the server read it).
   installRequestFraming(app)
-  await installSecurity(app, config)
+  await installSecurityHeaders(app, config)
   refuseDeclaredOversizedBodies(app)
   await installOpenApi(app)
 

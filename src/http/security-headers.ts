@@ -48,7 +48,7 @@ export function applySecurityHeaders(
  * before CORS's hook runs, because CORS answers preflights in its own onRequest hook and hooks run in
  * registration order: so the preflight's 204 carries the security headers too.
  */
-export async function installSecurity(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
+export async function installSecurityHeaders(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {
     applySecurityHeaders(request, reply, done)
   })

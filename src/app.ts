@@ -7,21 +7,16 @@ import { createTokenVerifier, type TokenVerifier } from './auth/token-verifier.t
 import type { Config } from './config.ts'
 import type { Database } from './db/database.ts'
 import { healthRoutes } from './health/health-routes.ts'
-import { connectionLimitedServerFactory } from './http/connection-limits.ts'
-import { answerFrameworkError, clientErrorAnswerer, installErrorHandlers, serviceUnavailable } from './http/errors.ts'
+import { answers } from './http/answers.ts'
+import { installBodyParsing } from './http/body-parsing.ts'
+import { closeConnectionsWhileClosing } from './http/draining.ts'
+import { installErrorHandlers } from './http/error-handler.ts'
 import { installOpenApi } from './http/openapi.ts'
 import { installRequestFraming, refuseDeclaredOversizedBodies } from './http/request-framing.ts'
-import {
-  applySecurityHeaders,
-  BODY_LIMIT_BYTES,
-  installBodyParsing,
-  installSecurity,
-  installValidators,
-  requestIdOf,
-  SECURITY_HEADER_LINES,
-  serializeRequestForLog,
-} from './http/security.ts'
+import { installSecurityHeaders } from './http/security-headers.ts'
+import { serverOptions } from './http/server-options.ts'
 import { installUserFairness } from './http/user-fairness.ts'
+import { installValidators } from './http/validation.ts'
 import { createTaskStore } from './tasks/task-store.ts'
 import { taskRoutes } from './tasks/task-routes.ts'
 
@@ -41,8 +36,20 @@ export interface AppDependencies {
   databaseReady?: () => boolean
 }
 
-/** How often Node checks the header and request time limits: they are enforced within this much of their value. */
-const TIMEOUT_CHECK_INTERVAL_MS = 1000
+/** Why the database counts as unavailable while `databaseReady()` is false, as logged. */
+const MIGRATIONS_PENDING = {
+  name: 'MigrationsPending',
+  message: 'the database schema is not migrated yet: the database has been unreachable since start',
+}
+
+/** Answers every request of `api` with 503 + Retry-After until `databaseReady()` is true. */
+function refuseWhileMigrationsPending(api: FastifyInstance, databaseReady: () => boolean): void {
+  api.addHook('onRequest', (request, _reply, done) => {
+    if (databaseReady()) return done()
+    request.log.warn({ cause: MIGRATIONS_PENDING }, 'database unavailable: answered 503')
+    done(answers.serviceUnavailable)
+  })
+}
 
 /** Builds the Fastify instance with every route registered and ready; the caller listens or injects, and closes it. */
 export async function buildApp({
@@ -53,63 +60,16 @@ export async function buildApp({
   now,
   databaseReady = () => true,
 }: AppDependencies): Promise<FastifyInstance> {
-  const app = Fastify({
-    logger: {
-      level: config.logLevel,
-      // Fastify's request serializer logs no headers; this keeps it so if anyone adds them.
-      redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
-      serializers: { req: serializeRequestForLog },
-      ...(logStream === undefined ? {} : { stream: logStream }),
-    },
-    genReqId: requestIdOf,
-    requestIdHeader: false,
-    bodyLimit: BODY_LIMIT_BYTES,
-    // Slow clients: the header section, the whole request and an idle kept-alive connection each have a limit
-    // (HTTP_*_TIMEOUT_MS), so a client trickling bytes cannot hold a connection; past one, 408 and the connection
-    // closes.
-    http: {
-      headersTimeout: config.headersTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_INTERVAL_MS, config.headersTimeoutMs),
-    },
-    requestTimeout: config.requestTimeoutMs,
-    keepAliveTimeout: config.keepAliveTimeoutMs,
-    // Node's server with what it leaves to the application: each connection's requests one at a time, at most
-    // HTTP_MAX_PIPELINED_REQUESTS deep, sent within HTTP_SEND_TIMEOUT_MS, none after a closing answer (RFC 9112 §9.6).
-    serverFactory: connectionLimitedServerFactory(config),
-    // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
-    // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
-    return503OnClosing: false,
-    // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
-    clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
-    // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
-    frameworkErrors: (error, request, reply) => {
-      // No hook runs before these answers: the request id and the security headers are set here (API.md: every
-      // response).
-      applySecurityHeaders(request, reply)
-      answerFrameworkError(error, request, reply)
-    },
-  }).withTypeProvider<TypeBoxTypeProvider>()
+  const app = Fastify(serverOptions(config, logStream)).withTypeProvider<TypeBoxTypeProvider>()
 
-  // A response finished while the app closes ends its connection: otherwise a request that was routed before SIGTERM
-  // leaves a kept-alive connection that holds the drain open until HTTP_KEEP_ALIVE_TIMEOUT_MS (Node closes idle
-  // connections once, when closing starts; Fastify sets Connection: close only on requests routed after it).
-  let closing = false
-  app.addHook('preClose', async () => {
-    closing = true
-  })
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close')
-    done(null, payload)
-  })
-
+  closeConnectionsWhileClosing(app)
   installErrorHandlers(app)
   installValidators(app)
   installBodyParsing(app)
   // Before CORS: a request without Host is refused first. A declared body over the limit is refused after CORS (so a
   // browser can read the 413) and before authentication (so no token makes the server read it).
   installRequestFraming(app)
-  await installSecurity(app, config)
+  await installSecurityHeaders(app, config)
   refuseDeclaredOversizedBodies(app)
   await installOpenApi(app)
 
@@ -127,13 +87,9 @@ export async function buildApp({
     maxTasksPerUser: config.maxTasksPerUser,
   })
 
-  const migrationsPending = {
-    name: 'MigrationsPending',
-    message: 'the database schema is not migrated yet: the database has been unreachable since start',
-  }
   await app.register(healthRoutes, {
     ping: async () => {
-      if (!databaseReady()) throw new Error(migrationsPending.message)
+      if (!databaseReady()) throw new Error(MIGRATIONS_PENDING.message)
       await database.ping()
     },
   })
@@ -141,11 +97,7 @@ export async function buildApp({
     async (api) => {
       authenticate(api, verifier)
       // After authentication, so a request without a valid token is a 401 whatever the database's state.
-      api.addHook('onRequest', (request, _reply, done) => {
-        if (databaseReady()) return done()
-        request.log.warn({ cause: migrationsPending }, 'database unavailable: answered 503')
-        done(serviceUnavailable())
-      })
+      refuseWhileMigrationsPending(api, databaseReady)
       // One user's share of the database in this process (README "Failure behaviour": fairness).
       installUserFairness(api, { maxInFlight: config.maxInFlightPerUser, maxWaitMs: config.perUserWaitMs })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore })

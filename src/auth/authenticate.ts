@@ -1,6 +1,6 @@
 // The authentication step of every /api route: Authorization header → verified token → request.userId.
 import type { FastifyInstance } from 'fastify'
-import { HttpError, serviceUnavailable } from '../http/errors.ts'
+import { answers } from '../http/answers.ts'
 import { AuthError, type TokenVerifier } from './token-verifier.ts'
 
 declare module 'fastify' {
@@ -13,16 +13,6 @@ declare module 'fastify' {
 /** `Bearer <token>`; the scheme is case-insensitive (RFC 7235 §2.1). */
 const BEARER = /^Bearer +(\S+) *$/i
 
-/** 401s with the bodies and `WWW-Authenticate` values of API.md's table (RFC 6750 §3). */
-const NOT_AUTHENTICATED = new HttpError(401, 'Not authenticated', { 'www-authenticate': 'Bearer' })
-const INVALID_TOKEN = new HttpError(401, 'Invalid token', { 'www-authenticate': 'Bearer error="invalid_token"' })
-const TOKEN_EXPIRED = new HttpError(401, 'Token expired', { 'www-authenticate': 'Bearer error="invalid_token"' })
-
-/** Two Authorization headers: Node keeps the first, a proxy may keep the other; RFC 6750 §3.1 says 400. */
-const AMBIGUOUS_CREDENTIALS = new HttpError(400, 'Send exactly one Authorization header', {
-  'www-authenticate': 'Bearer error="invalid_request"',
-})
-
 /** How many `Authorization` lines the raw request has (`rawHeaders` is `[name, value, name, value, …]`). */
 function countAuthorizationHeaders(rawHeaders: readonly string[]): number {
   let count = 0
@@ -32,16 +22,17 @@ function countAuthorizationHeaders(rawHeaders: readonly string[]): number {
 
 /**
  * Registers the authentication hook on the instance it is called with: register it inside the /api scope,
- * so /health, /ready and /docs stay public without exemptions. Errors: 401 as above, 503 with Retry-After
- * when the key set cannot be fetched (the token may be valid, so the client must not sign its user out).
+ * so /health, /ready and /docs stay public without exemptions. Errors (API.md "Authentication", RFC 6750 §3): 401
+ * with `WWW-Authenticate`, 400 for two Authorization headers, 503 with Retry-After when the key set cannot be fetched
+ * (the token may be valid, so the client must not sign its user out).
  */
 export function authenticate(app: FastifyInstance, verifier: TokenVerifier): void {
   app.decorateRequest('userId', '')
   app.addHook('onRequest', async (request) => {
-    if (countAuthorizationHeaders(request.raw.rawHeaders) > 1) throw AMBIGUOUS_CREDENTIALS
+    if (countAuthorizationHeaders(request.raw.rawHeaders) > 1) throw answers.credentialsAmbiguous
     const header = request.headers.authorization
     const match = header === undefined ? null : BEARER.exec(header)
-    if (match?.[1] === undefined) throw NOT_AUTHENTICATED
+    if (match?.[1] === undefined) throw answers.notAuthenticated
     try {
       request.userId = (await verifier.verify(match[1])).userId
     } catch (error) {
@@ -51,9 +42,9 @@ export function authenticate(app: FastifyInstance, verifier: TokenVerifier): voi
           { cause: 'the JWKS endpoint cannot be reached and no key set has been fetched yet' },
           'key set unavailable: answered 503',
         )
-        throw serviceUnavailable()
+        throw answers.serviceUnavailable
       }
-      throw error.reason === 'expired' ? TOKEN_EXPIRED : INVALID_TOKEN
+      throw error.reason === 'expired' ? answers.tokenExpired : answers.invalidToken
     }
   })
 }

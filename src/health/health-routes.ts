@@ -1,7 +1,7 @@
 // Liveness and readiness for load balancers and orchestrators: public, outside the /api scope.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { RETRY_AFTER_S } from '../http/errors.ts'
+import { answers } from '../http/answers.ts'
 
 const Status = Type.Object({ status: Type.Enum(['ok', 'unavailable'], { type: 'string' }) })
 
@@ -23,9 +23,11 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ ping: () => Promise<void>
           { cause: error instanceof Error ? error.message : String(error) },
           'database unavailable: /ready answered 503',
         )
+        // The 503 of every other route, with this route's own body.
+        const { status, headers } = answers.serviceUnavailable
         return reply
-          .code(503)
-          .header('retry-after', String(RETRY_AFTER_S))
+          .code(status)
+          .headers(headers)
           .send({ status: 'unavailable' as const })
       }
     },

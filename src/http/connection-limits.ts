@@ -1,20 +1,7 @@
-// A bound on what one connection can make the process hold (README "Failure behaviour", issue 10).
-//
-// Node's HTTP server parses a whole read of pipelined requests at once and emits 'request' for each; Fastify starts
-// every one immediately, and Node queues their replies in memory, in order, pausing the socket only after the fact
-// (lib/_http_server.js: parserOnIncoming, state.outgoing). A client that pipelines thousands of requests and never
-// reads a reply would make the process build and hold every reply until its heap runs out. Here each connection
-// runs one request at a time: the next is handed to Fastify only once the previous reply has been written to the
-// network in full (its 'finish'), so a connection holds at most one reply. Requests waiting behind it are parsed
-// but not started; past `maxPipelinedRequests` of them the connection is closed. A reply that is not written in
-// full within `sendTimeoutMs` of its first byte (the client is not reading) closes the connection too. Once a reply
-// closes its connection (`Connection: close`, or Node's `shouldKeepAlive` false), the requests behind it are dropped
-// without running: RFC 9112 §9.6 forbids processing them, and their answers could never be written.
-//
-// When the server closes (SIGTERM), Node closes only the connections idle between requests, and stops checking the
-// header and request timeouts; a connection in the middle of sending a request's head (a slowloris) would then hold
-// the drain open until SHUTDOWN_TIMEOUT_MS. Here closing ends every connection with no request handed to Fastify
-// (being served or waiting behind it): those requests have not started, so nothing is lost.
+// The HTTP server, with a bound on what one connection can make the process hold (README "Failure behaviour"): each
+// connection's requests run one at a time, at most HTTP_MAX_PIPELINED_REQUESTS deep, each reply written within
+// HTTP_SEND_TIMEOUT_MS, none after a reply that closes the connection (RFC 9112 §9.6); closing ends the connections
+// with no request started. Why Node's server needs this: docs/decisions/one-request-per-connection.md.
 import {
   createServer,
   type IncomingMessage,

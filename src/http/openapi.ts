@@ -2,6 +2,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
+import { PATTERN_MESSAGE } from './validation.ts'
 
 /**
  * The one inline style the /docs page runs: the `<style>` element of the Swagger logo that swagger-ui's standalone
@@ -32,6 +33,9 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
     // A plugin's '/' route under a prefix is documented as '/api/tasks/'; Fastify serves it with and without
     // the slash, and API.md names it '/api/tasks', so the document does too (clients generated from it agree).
     transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/+$/, '') : url }),
+    // The 422 message of a pattern is the validator's annotation, not part of the schema a client is given.
+    transformObject: (document) =>
+      withoutPatternMessages('openapiObject' in document ? document.openapiObject : document.swaggerObject),
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
@@ -46,4 +50,11 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
     uiConfig: { persistAuthorization: false },
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+}
+
+/** A copy of the document with every PATTERN_MESSAGE keyword left out. */
+function withoutPatternMessages<T>(document: T): T {
+  return JSON.parse(
+    JSON.stringify(document, (key, value: unknown) => (key === PATTERN_MESSAGE ? undefined : value)),
+  ) as T
 }

@@ -3,8 +3,9 @@
 // body. (No request runs after a response that closes its connection: connection-limits.ts.)
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { BODY_TOO_LARGE_DETAIL } from './errors.ts'
-import { applySecurityHeaders, BODY_LIMIT_BYTES } from './security.ts'
+import { answers, type HttpError, sendAnswer } from './answers.ts'
+import { BODY_LIMIT_BYTES } from './body-parsing.ts'
+import { applySecurityHeaders } from './security-headers.ts'
 
 /** The responses whose request asked for `100 Continue` and has not got it yet. */
 const awaitingContinue = new WeakSet<ServerResponse>()
@@ -29,37 +30,34 @@ export function refuseExpectation(response: ServerResponse): void {
   unmetExpectations.add(response)
 }
 
-/** Detail of the 400 for an HTTP/1.1 request without Host (RFC 9112 §3.2). */
-export const HOST_MISSING_DETAIL = 'Missing Host header'
-
-/** The framing errors answered by the first hook, before CORS and authentication (RFC 9112 §3.2, RFC 9110 §10.1.1). */
-function framingError(request: FastifyRequest, response: ServerResponse): [status: number, detail: string] | undefined {
-  if (unmetExpectations.has(response)) return [417, 'Expectation failed']
+/** The answer to a framing error, given before CORS and authentication (RFC 9112 §3.2, RFC 9110 §10.1.1). */
+function framingRefusal(request: FastifyRequest, response: ServerResponse): HttpError | undefined {
+  if (unmetExpectations.has(response)) return answers.expectationFailed
   let hosts = 0
   const raw = request.raw.rawHeaders
   for (let index = 0; index < raw.length; index += 2)
     if (raw[index]?.length === 4 && raw[index]?.toLowerCase() === 'host') hosts += 1
-  if (hosts > 1) return [400, 'Duplicate Host header']
-  if (hosts === 0 && request.raw.httpVersion === '1.1') return [400, HOST_MISSING_DETAIL]
+  if (hosts > 1) return answers.hostDuplicated
+  if (hosts === 0 && request.raw.httpVersion === '1.1') return answers.hostMissing
   return undefined
 }
 
 /**
  * The framing rules, as the first onRequest hook (before CORS and authentication) and two later ones:
- * - an HTTP/1.1 request without `Host` is 400 `{"detail": "Missing Host header"}`, one with two `Host` lines 400
- *   `{"detail": "Duplicate Host header"}` (RFC 9112 §3.2: a proxy in front may read the other), and an `Expect` other
- *   than `100-continue` 417 `{"detail": "Expectation failed"}`; these answers set the request id and security headers
- *   themselves, since the hook that sets them has not run yet;
+ * - an HTTP/1.1 request without `Host` is 400, one with two `Host` lines 400 (RFC 9112 §3.2: a proxy in front may
+ *   read the other), and an `Expect` other than `100-continue` 417 (`answers.hostMissing`, `hostDuplicated`,
+ *   `expectationFailed`); these answers set the request id and security headers themselves, since the hook that sets
+ *   them has not run yet;
  * - `100 Continue` is sent just before the body is parsed (preParsing), never to a request already answered;
  * - a response sent before its request's body was read in full (a 401, 404, 413…) carries `Connection: close`, and
  *   the rest of the body is never read (`closeWithoutReading`): Node would read it all to reuse the connection.
  */
 export function installRequestFraming(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
-    const error = framingError(request, reply.raw)
-    if (error === undefined) return done()
+    const refusal = framingRefusal(request, reply.raw)
+    if (refusal === undefined) return done()
     applySecurityHeaders(request, reply)
-    void reply.code(error[0]).send({ detail: error[1] })
+    void sendAnswer(reply, refusal)
   })
   app.addHook('preParsing', (_request, reply, payload, done) => {
     if (awaitingContinue.delete(reply.raw) && !reply.raw.headersSent) reply.raw.writeContinue()
@@ -110,6 +108,6 @@ function closeWithoutReading(response: ServerResponse): void {
 export function refuseDeclaredOversizedBodies(app: FastifyInstance): void {
   app.addHook('onRequest', (request, reply, done) => {
     if (!(Number(request.headers['content-length']) > BODY_LIMIT_BYTES)) return done()
-    void reply.code(413).send({ detail: BODY_TOO_LARGE_DETAIL })
+    void sendAnswer(reply, answers.bodyTooLarge)
   })
 }

@@ -1,10 +1,7 @@
 // A fair share of the database per user in each process: at most N of one user's /api requests run at once, the
 // rest wait briefly in a queue of their own, then get 429. One user flooding cannot take every pooled connection.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { HttpError } from './errors.ts'
-
-/** API.md "Rate limits": the body and header of a refusal; nothing was written. */
-const TOO_MANY_REQUESTS = new HttpError(429, 'Too many requests', { 'retry-after': '1' })
+import { answers } from './answers.ts'
 
 /** The per-user limits, from `DATABASE_MAX_IN_FLIGHT_PER_USER` and `DATABASE_PER_USER_WAIT_MS` (src/config.ts). */
 export interface UserFairnessOptions {
@@ -61,7 +58,7 @@ export function installUserFairness(api: FastifyInstance, { maxInFlight, maxWait
       start(request, reply, userId, lane)
       return done()
     }
-    if (maxWaitMs === 0) return done(TOO_MANY_REQUESTS)
+    if (maxWaitMs === 0) return done(answers.tooManyRequests)
     const waitingLane = lane
     // A turn handed over keeps `running` as it is: the finishing request's count passes to this one.
     const wake = (): void => {
@@ -82,7 +79,7 @@ export function installUserFairness(api: FastifyInstance, { maxInFlight, maxWait
     }
     const timer = setTimeout(() => {
       leaveQueue()
-      done(TOO_MANY_REQUESTS)
+      done(answers.tooManyRequests)
     }, maxWaitMs)
     waitingLane.waiting.push(wake)
     reply.raw.once('close', giveUp)

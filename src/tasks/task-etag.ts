@@ -1,6 +1,6 @@
 // A task's ETag and the If-Match header (RFC 9110 §8.8.3, §13.1.1): the one place that knows how a task's
 // version is written as an entity tag and read back.
-import { describedPattern } from '../http/errors.ts'
+import { patternWithMessage } from '../http/validation.ts'
 import type { Task } from './task-schemas.ts'
 
 /**
@@ -43,7 +43,7 @@ export function versionsOfIfMatch(header: string | undefined): TaskVersion[] | u
  * The syntax of If-Match: `*`, or a comma-separated list of entity tags (`"…"` or `W/"…"`, with the characters
  * RFC 9110 allows inside the quotes). Anything else is a malformed header: 422 rather than a silent mismatch.
  */
-export const IF_MATCH_SYNTAX = describedPattern(
+export const IF_MATCH_SYNTAX = patternWithMessage(
   '^[ \\t]*(\\*|(W/)?"[\\x21\\x23-\\x7E\\x80-\\xFF]*"([ \\t]*,[ \\t]*(W/)?"[\\x21\\x23-\\x7E\\x80-\\xFF]*")*)[ \\t]*$',
   'Must be * or a comma-separated list of entity tags such as "1764420938445"',
 )

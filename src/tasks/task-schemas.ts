@@ -1,13 +1,13 @@
 // TypeBox schemas of the task resource (API.md "The task resource"): each gives the TypeScript type,
 // the request validation and the OpenAPI document at once.
 import { Type, type Static } from 'typebox'
-import { describedPattern } from '../http/errors.ts'
+import { patternWithMessage } from '../http/validation.ts'
 import { IF_MATCH_SYNTAX } from './task-etag.ts'
 
 /**
  * Text PostgreSQL can store: no NUL character, no unpaired UTF-16 surrogate (Ajv matches patterns with the `u` flag).
  */
-const STORABLE_TEXT = describedPattern(
+const STORABLE_TEXT = patternWithMessage(
   '^[^\\u0000\\uD800-\\uDFFF]*$',
   'String must not contain NUL characters or unpaired surrogates',
 )
@@ -16,12 +16,12 @@ const STORABLE_TEXT = describedPattern(
 const Title = Type.String({
   minLength: 1,
   maxLength: 200,
-  pattern: STORABLE_TEXT,
+  ...STORABLE_TEXT,
   description: 'Surrounding whitespace is trimmed; 1–200 characters remain.',
 })
 
 /** `description`: up to 1000 characters, or null (a JSON Schema type list keeps 422s to one entry). */
-const Description = Type.Unsafe<string | null>({ type: ['string', 'null'], maxLength: 1000, pattern: STORABLE_TEXT })
+const Description = Type.Unsafe<string | null>({ type: ['string', 'null'], maxLength: 1000, ...STORABLE_TEXT })
 
 /** A task as every response shows it. */
 export const Task = Type.Object(
@@ -82,7 +82,7 @@ export const TaskCreateHeaders = Type.Object({
     Type.String({
       minLength: 1,
       maxLength: 255,
-      pattern: describedPattern('^[\\x20-\\x7E]*$', 'Must be printable ASCII characters only (no control characters)'),
+      ...patternWithMessage('^[\\x20-\\x7E]*$', 'Must be printable ASCII characters only (no control characters)'),
       description:
         'Makes a retry safe: the same key with the same body within 24 hours replays the first response (header Idempotent-Replayed: true) and creates nothing; with another body it is 422; while the first request is still running, 409.',
     }),
@@ -94,7 +94,7 @@ export type TaskCreateHeaders = Static<typeof TaskCreateHeaders>
 export const TaskWriteHeaders = Type.Object({
   'if-match': Type.Optional(
     Type.String({
-      pattern: IF_MATCH_SYNTAX,
+      ...IF_MATCH_SYNTAX,
       description:
         'The ETag the change is based on (or *): when the task has changed since, the answer is 412 and nothing changes.',
     }),

@@ -12,9 +12,9 @@ export type InsertValue<T> = T | Placeholder
  * which locks it until commit, and reads its latest committed `total` even when that is newer than the statement's
  * snapshot (ON CONFLICT DO UPDATE always acts on the latest row version). So concurrent creates of one owner take
  * turns on that row, each seeing the last one's count; the trigger then adds the new task on the locked row. At the
- * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation and writes nothing (an INSERT …
- * SELECT could insert no row instead, but Drizzle's would have to name the identity column). Other users' creates
- * never meet this lock.
+ * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation (`isNotNullViolation`,
+ * src/db/pg-errors.ts) and writes nothing (docs/decisions/task-cap-not-null.md). Other users' creates never meet
+ * this lock.
  */
 export function cappedInsert(
   db: TasksDb,
@@ -35,6 +35,3 @@ export function cappedInsert(
     .values({ userId: sql`(select ${ownerId} from ${counter} where ${counter.total} < ${cap})`, ...values })
     .returning()
 }
-
-/** SQLSTATE 23502 not_null_violation: what `cappedInsert` fails with at the cap (the only NULL a create can send). */
-export const NOT_NULL_VIOLATION = '23502'

@@ -2,15 +2,15 @@
 import { and, asc, desc, eq, getTableColumns, inArray, not, sql, type SQL, type SQLWrapper } from 'drizzle-orm'
 import type { PgUpdateSetSource } from 'drizzle-orm/pg-core'
 import type { TasksDb } from '../db/database.ts'
+import { isNotNullViolation } from '../db/pg-errors.ts'
 import { taskCounts, tasks, titleSortKey, type TaskRow } from '../db/schema.ts'
 import {
   createIdempotencyStore,
-  hasSqlState,
   type IdempotencyOptions,
   type OnceOutcome,
   type StoredResponse,
 } from '../idempotency/idempotency-store.ts'
-import { cappedInsert, NOT_NULL_VIOLATION } from './task-limit-store.ts'
+import { cappedInsert } from './task-limit-store.ts'
 import type { TaskVersion } from './task-etag.ts'
 import type { Task, TaskCreate, TaskListQuery, TaskUpdate } from './task-schemas.ts'
 
@@ -107,7 +107,7 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
   const maxTasks = options.maxTasksPerUser ?? 0
   /** A create refused at the cap (`cappedInsert` fails with not_null_violation) is 'limit-reached'; else rethrown. */
   const limitReachedOrThrow = (error: unknown): 'limit-reached' => {
-    if (maxTasks > 0 && hasSqlState(error, NOT_NULL_VIOLATION)) return 'limit-reached'
+    if (maxTasks > 0 && isNotNullViolation(error)) return 'limit-reached'
     throw error
   }
   const cappedInsertStatement =

@@ -6,6 +6,14 @@ import { taskCounts, tasks } from '../db/schema.ts'
 /** A value, or a placeholder of a prepared statement. */
 export type InsertValue<T> = T | Placeholder
 
+/** The columns a create sets, as values or as placeholders: the owner and API.md's fields. */
+export interface NewTask {
+  userId: InsertValue<string>
+  title: InsertValue<string>
+  description: InsertValue<string | null>
+  completed: InsertValue<boolean>
+}
+
 /**
  * One INSERT of a task that succeeds only while the owner has fewer than `cap` tasks, exact under concurrency: the
  * statement first upserts the owner's `task_counts` row (a no-op update when it exists, a row at 0 for a first task),
@@ -16,12 +24,7 @@ export type InsertValue<T> = T | Placeholder
  * src/db/pg-errors.ts) and writes nothing (docs/decisions/task-cap-not-null.md). Other users' creates never meet
  * this lock.
  */
-export function cappedInsert(
-  db: TasksDb,
-  ownerId: InsertValue<string>,
-  values: { title: InsertValue<string>; description: InsertValue<string | null>; completed: InsertValue<boolean> },
-  cap: InsertValue<number>,
-) {
+export function cappedInsert(db: TasksDb, { userId: ownerId, ...values }: NewTask, cap: InsertValue<number>) {
   const counter = db.$with('counter').as(
     db
       .insert(taskCounts)

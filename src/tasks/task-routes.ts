@@ -2,7 +2,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import type { StoredResponse } from '../idempotency/idempotency-store.ts'
+import type { TasksDb } from '../db/database.ts'
+import type { IdempotencyStore, StoredResponse } from '../idempotency/idempotency-store.ts'
 import { BODY_MISSING, errorResponses, HttpError } from '../http/errors.ts'
 import { etagOf, versionsOfIfMatch } from './task-etag.ts'
 import {
@@ -78,7 +79,8 @@ function requireBodyAndTrimTitle(request: FastifyRequest, _reply: FastifyReply, 
 }
 
 /** Registers the task routes; mount with `prefix: '/api/tasks'` inside the authenticated scope. */
-export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = async (app, { taskStore }) => {
+type TaskRouteStores = { taskStore: TaskStore; idempotency: IdempotencyStore }
+export const taskRoutes: FastifyPluginAsyncTypebox<TaskRouteStores> = async (app, { taskStore, idempotency }) => {
   app.get(
     '/',
     {
@@ -137,14 +139,15 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
       },
     },
     async (request, reply) => {
-      const key = request.headers['idempotency-key']
-      if (key === undefined) {
-        const created = await taskStore.createForOwner(request.userId, request.body)
+      // Inside an Idempotency-Key's transaction the throw also rolls back the key's claim, so a retry runs afresh.
+      const create = async (tx?: TasksDb): Promise<StoredResponse> => {
+        const created = await taskStore.createForOwner(request.userId, request.body, tx)
         if (created === 'limit-reached') throw TASK_LIMIT_REACHED
-        return sendStored(reply, createdResponse(created))
+        return createdResponse(created)
       }
-      const outcome = await taskStore.createForOwnerOnce(request.userId, key, request.body, createdResponse)
-      if (outcome === 'limit-reached') throw TASK_LIMIT_REACHED
+      const key = request.headers['idempotency-key']
+      if (key === undefined) return sendStored(reply, await create())
+      const outcome = await idempotency.once(request.userId, key, request.body, create)
       if (outcome.kind === 'mismatch') throw KEY_REUSED
       if (outcome.kind === 'in-progress') throw KEY_IN_PROGRESS
       if (outcome.kind === 'replay') reply.header('idempotent-replayed', 'true')
@@ -237,13 +240,8 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
       },
     },
     async (request, reply) => {
-      writtenOrThrow(
-        await taskStore.deleteForOwner(
-          request.userId,
-          request.params.id,
-          versionsOfIfMatch(request.headers['if-match']),
-        ),
-      )
+      const expected = versionsOfIfMatch(request.headers['if-match'])
+      writtenOrThrow(await taskStore.deleteForOwner(request.userId, request.params.id, expected))
       return reply.code(204).send(null)
     },
   )

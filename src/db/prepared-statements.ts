@@ -7,10 +7,7 @@ interface Preparable<Prepared> {
 }
 
 /** Gives the prepared statement named by `nameParts`, building it with `build` on its first use. */
-export type StatementCache = <Prepared>(
-  nameParts: readonly (string | false)[],
-  build: () => Preparable<Prepared>,
-) => Prepared
+type StatementCache = <Prepared>(nameParts: readonly (string | false)[], build: () => Preparable<Prepared>) => Prepared
 
 /**
  * A cache of prepared statements named `<prefix>_<parts joined by _>` (`false` parts are left out, so a part can be

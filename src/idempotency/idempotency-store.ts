@@ -26,6 +26,7 @@ export type OnceOutcome =
   | { kind: 'mismatch' }
   | { kind: 'in-progress' }
 
+/** Idempotency-Key for a create (API.md "Retries and concurrent edits"): the work runs once per owner and key. */
 export interface IdempotencyStore {
   /**
    * Runs `work` in a transaction unless `ownerId` already used `key` within the retention window. The key row
@@ -42,6 +43,7 @@ export interface IdempotencyStore {
   ): Promise<OnceOutcome>
 }
 
+/** The clock and limits of `createIdempotencyStore` (all durations in ms). */
 export interface IdempotencyOptions {
   /** The clock, for the stored timestamps and the expiry check (tests move it forward). Default: the system clock. */
   now?: () => Date

@@ -17,6 +17,7 @@ import { installSecurityHeaders } from './http/security-headers.ts'
 import { serverOptions } from './http/server-options.ts'
 import { installUserFairness } from './http/user-fairness.ts'
 import { installValidators } from './http/validation.ts'
+import { createIdempotencyStore } from './idempotency/idempotency-store.ts'
 import { createTaskStore } from './tasks/task-store.ts'
 import { taskRoutes } from './tasks/task-routes.ts'
 
@@ -80,11 +81,13 @@ export async function buildApp({
         app.log.warn({ cause: error instanceof Error ? error.message : String(error) }, 'JWKS fetch failed'),
     })
   const taskStore = createTaskStore(database.db, {
+    preparedStatements: config.preparedStatements,
+    maxTasksPerUser: config.maxTasksPerUser,
+  })
+  const idempotency = createIdempotencyStore(database.db, {
     ...(now === undefined ? {} : { now }),
     // A repeat of an in-flight Idempotency-Key waits at most half the statement timeout, then gets 409 (not 503).
     inFlightWaitMs: config.statementTimeoutMs / 2,
-    preparedStatements: config.preparedStatements,
-    maxTasksPerUser: config.maxTasksPerUser,
   })
 
   await app.register(healthRoutes, {
@@ -100,7 +103,7 @@ export async function buildApp({
       refuseWhileMigrationsPending(api, databaseReady)
       // One user's share of the database in this process (README "Failure behaviour": fairness).
       installUserFairness(api, { maxInFlight: config.maxInFlightPerUser, maxWaitMs: config.perUserWaitMs })
-      await api.register(taskRoutes, { prefix: '/tasks', taskStore })
+      await api.register(taskRoutes, { prefix: '/tasks', taskStore, idempotency })
     },
     { prefix: '/api' },
   )

@@ -7,8 +7,9 @@ import { existsSync } from 'node:fs'
 import { buildApp } from './app.ts'
 import { loadConfigOrExit } from './config.ts'
 import { DataDirLockedError } from './db/data-dir-lock.ts'
-import { isDatabaseUnavailable, openDatabase, type Database } from './db/database.ts'
+import { openDatabase, type Database } from './db/database.ts'
 import { applyMigrations, applyMigrationsWhenReachable } from './db/migrate.ts'
+import { isDatabaseUnavailable } from './db/pg-errors.ts'
 
 if (existsSync('.env')) process.loadEnvFile('.env')
 

@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Database, TasksDb } from '../src/db/database.ts'
 import { applyMigrations, MIGRATIONS_FOLDER } from '../src/db/migrate.ts'
 import { taskCounts, tasks } from '../src/db/schema.ts'
+import { createIdempotencyStore } from '../src/idempotency/idempotency-store.ts'
 import { createTaskStore } from '../src/tasks/task-store.ts'
 import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
 import { createTestDatabase, TEST_DATABASE_URL } from './helpers/databases.ts'
@@ -132,7 +133,8 @@ void test('task_counts and X-Total-Count', async (t) => {
       // Writes rolled back leave no trace: an idempotent create whose response fails, and a transaction of every write.
       const store = createTaskStore(db)
       await assert.rejects(
-        store.createForOwnerOnce(ann.userId, 'counts-key-failing', { title: 'never' }, () => {
+        createIdempotencyStore(db).once(ann.userId, 'counts-key-failing', { title: 'never' }, async (tx) => {
+          await store.createForOwner(ann.userId, { title: 'never' }, tx)
           throw new Error('response failed')
         }),
         /response failed/,

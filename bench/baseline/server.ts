@@ -127,10 +127,10 @@ async function handle(request: IncomingMessage, response: ServerResponse): Promi
       result = await pool.query({
         name: 'update',
         text: UPDATE_TITLE_COMPLETED,
-        values: [body.title, body.completed, userId, id],
+        values: [body.title, body.completed, userId, id, null, null],
       })
     } else if (match[2] !== undefined && method === 'PATCH')
-      result = await pool.query({ name: 'toggle', text: TOGGLE, values: [userId, id] })
+      result = await pool.query({ name: 'toggle', text: TOGGLE, values: [userId, id, null, null] })
     if (result !== undefined) {
       const row: unknown = result.rows[0]
       return row === undefined

@@ -7,6 +7,7 @@ import { drizzle as drizzlePglite, type PgliteDatabase } from 'drizzle-orm/pglit
 import type pg from 'pg'
 import type { DatabaseTarget } from '../config.ts'
 import { lockDataDir } from './data-dir-lock.ts'
+import { endedTheBackend } from './pg-errors.ts'
 import { createPool } from './pg-pool.ts'
 import * as schema from './schema.ts'
 
@@ -51,17 +52,15 @@ export interface PoolOptions {
 
 /**
  * PostgreSQL settings for the embedded database. PGlite keeps PostgreSQL's shared buffer cache in this process's
- * memory, and the default 128MB is a third of a restart's RSS: 16MB brings a restart of `npm start` from ~400 to
- * ~280 MiB (README "The embedded database"). The cost is a smaller page cache for a development database, which
- * holds little; pages beyond it are read again from the OS's file cache. Smaller wal_buffers or max_connections
- * made no measurable difference.
+ * memory, where the default 128MB is a third of a restart's RSS; a development database fits in 16MB
+ * (docs/decisions/pglite-shared-buffers.md).
  */
 const PGLITE_SETTINGS = ['-c', 'shared_buffers=16MB']
 
 /**
  * PGlite's options: the settings on every start (after PGlite's own start parameters, which `startParams`
- * replaces), and for initdb too, which then writes them into a new directory's postgresql.conf and peaks ~30 MiB
- * lower. Not `postgresqlconf`: PGlite writes that over the whole postgresql.conf on every start.
+ * replaces), and for initdb too, which then writes them into a new directory's postgresql.conf and uses less memory.
+ * Not `postgresqlconf`: PGlite writes that over the whole postgresql.conf on every start.
  */
 const PGLITE_OPTIONS: PGliteOptions = {
   startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS],
@@ -143,9 +142,6 @@ export function wrapPglite(
   }
 }
 
-/** Severities after which PostgreSQL ends its backend (FATAL) or the whole server (PANIC). */
-const ENDING_SEVERITIES = new Set(['FATAL', 'PANIC'])
-
 /**
  * Calls `onEnded` when a statement fails with an ending severity. PGlite runs every statement through these two
  * methods, and gives no other sign: PostgreSQL's abort() is reported as an ordinary error (`severity` PANIC), and
@@ -159,7 +155,7 @@ function watchForEnd(client: PGlite, release: () => void, onEnded: (error: Error
         try {
           return await run(...args)
         } catch (error) {
-          if (error instanceof Error && ENDING_SEVERITIES.has(String((error as { severity?: unknown }).severity))) {
+          if (endedTheBackend(error)) {
             release()
             onEnded(error)
           }
@@ -168,40 +164,4 @@ function watchForEnd(client: PGlite, release: () => void, onEnded: (error: Error
       },
     })
   }
-}
-
-const UNAVAILABLE_NODE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-])
-const UNAVAILABLE_MESSAGES = [
-  'Connection terminated',
-  'timeout exceeded when trying to connect',
-  'Query read timeout',
-  'Client has encountered a connection error',
-  'Cannot use a pool after calling end',
-  'PGlite is closed',
-  'not queryable',
-]
-
-/**
- * True when an error (or any error in its `cause` chain, as Drizzle wraps driver errors) means the
- * database could not be reached or did not answer in time: the request gets 503, not 500.
- * SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention, incl. 57014 statement timeout).
- */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    const code = (current as { code?: unknown }).code
-    if (typeof code === 'string' && (UNAVAILABLE_NODE_CODES.has(code) || /^(08|53|57)[0-9A-Z]{3}$/.test(code)))
-      return true
-    if (UNAVAILABLE_MESSAGES.some((message) => current instanceof Error && current.message.includes(message)))
-      return true
-  }
-  return false
 }

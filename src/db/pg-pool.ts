@@ -1,10 +1,8 @@
 // The pg Pool the service reaches a PostgreSQL server through, with the time limits and the one safe retry of
-// README "Failure behaviour". Statement time limits are enforced by this client, not by a `statement_timeout`
-// startup parameter: a transaction-mode pooler (Neon's pooled endpoint, PgBouncer) may refuse that parameter, and a
-// session-level `SET` would leak to other clients through it. Past the limit the client sends PostgreSQL's
-// CancelRequest (a separate connection carrying the backend's id and secret key, which poolers forward), so the
-// statement really stops on the server; a connection that still does not answer is dropped.
+// README "Failure behaviour". Statement time limits are enforced by this client with PostgreSQL's CancelRequest,
+// which poolers forward, not by `statement_timeout` (docs/decisions/client-side-statement-timeout.md).
 import pg from 'pg'
+import { isConnectionLost, isStaleCachedPlan } from './pg-errors.ts'
 
 /** Time limits for one connection's statements, in ms. */
 export interface StatementLimits {
@@ -139,21 +137,6 @@ function sendCancelRequest(client: ClientInternals, timeoutMs: number): void {
   else connection.connect(client.port, client.host)
 }
 
-/**
- * SQLSTATEs of a server that ended the connection: admin_shutdown, crash_shutdown, cannot_connect_now,
- * idle_session_timeout.
- */
-const CONNECTION_ENDED_CODES = new Set(['57P01', '57P02', '57P03', '57P05', 'ECONNRESET', 'EPIPE'])
-const CONNECTION_ENDED_MESSAGES = ['Connection terminated unexpectedly', 'is not queryable']
-
-/** True when `error` says the connection was lost (not that the statement was too slow or wrong). */
-function lostConnection(error: unknown): boolean {
-  if (!(error instanceof Error)) return false
-  const code = (error as { code?: unknown }).code
-  if (typeof code === 'string' && CONNECTION_ENDED_CODES.has(code)) return true
-  return CONNECTION_ENDED_MESSAGES.some((message) => error.message.includes(message))
-}
-
 /** The SQL text of a query given as text or as a config object. */
 function textOf(config: unknown): string {
   if (typeof config === 'string') return config
@@ -168,21 +151,7 @@ function textOf(config: unknown): string {
  */
 export function mayRetry(config: unknown, error: unknown): boolean {
   if (error instanceof StatementNotSentError) return true
-  return lostConnection(error) && /^\s*select\b/i.test(textOf(config))
-}
-
-/**
- * True when PostgreSQL refused a prepared statement because the tables it reads changed their row type since it was
- * prepared on this connection (another process's migration altered a column): "cached plan must not change result
- * type", raised at Bind, before the statement ran, so sending it again is safe even for a write. The pool drops the
- * connection the error came from (pg releases it with the error), and the statement is prepared afresh on another.
- */
-function staleCachedPlan(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    (error as { code?: unknown }).code === '0A000' &&
-    error.message.includes('cached plan must not change result type')
-  )
+  return isConnectionLost(error) && /^\s*select\b/i.test(textOf(config))
 }
 
 /** Options of `createPool`: the pg Pool's, the statement limits, and where idle connections' errors go. */
@@ -215,12 +184,12 @@ export function createPool(settings: PoolSettings): pg.Pool {
   const retrying: QueryFunction = (config, values, callback) => {
     if (typeof values === 'function' || callback !== undefined || isSubmittable(config))
       return query(config, values, callback)
-    // Once, or, for a stale prepared statement, once per pooled connection (each may hold it, and each attempt drops
-    // one).
+    // Once, or, for a stale prepared statement, once per pooled connection: each may hold it, and pg drops the
+    // connection an attempt failed on, so the statement is prepared afresh on another.
     const retryAfter =
       (staleLeft: number) =>
       (error: unknown): Promise<unknown> => {
-        if (staleCachedPlan(error) && staleLeft > 0)
+        if (isStaleCachedPlan(error) && staleLeft > 0)
           return (query(config, values) as Promise<unknown>).catch(retryAfter(staleLeft - 1))
         if (!mayRetry(config, error)) throw error
         return query(config, values) as Promise<unknown>

@@ -1,6 +1,6 @@
 // Where errors become answers: the error and not-found handlers of every route, and Fastify's errors before routing.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { isDatabaseUnavailable } from '../db/database.ts'
+import { isDatabaseUnavailable } from '../db/pg-errors.ts'
 import { answerOfFastifyError, answers, HttpError, sendAnswer, validationFailed } from './answers.ts'
 import { toValidationIssues } from './validation.ts'
 

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto'
 import { and, asc, eq, inArray, lte, sql } from 'drizzle-orm'
 import type { TasksDb } from '../db/database.ts'
+import { isLockNotAvailable } from '../db/pg-errors.ts'
 import { idempotencyKeys } from '../db/schema.ts'
 
 /** A response as stored and replayed: HTTP status, the headers to repeat (lower-case names), the JSON body. */
@@ -25,6 +26,7 @@ export type OnceOutcome =
   | { kind: 'mismatch' }
   | { kind: 'in-progress' }
 
+/** Idempotency-Key for a create (API.md "Retries and concurrent edits"): the work runs once per owner and key. */
 export interface IdempotencyStore {
   /**
    * Runs `work` in a transaction unless `ownerId` already used `key` within the retention window. The key row
@@ -41,6 +43,7 @@ export interface IdempotencyStore {
   ): Promise<OnceOutcome>
 }
 
+/** The clock and limits of `createIdempotencyStore` (all durations in ms). */
 export interface IdempotencyOptions {
   /** The clock, for the stored timestamps and the expiry check (tests move it forward). Default: the system clock. */
   now?: () => Date
@@ -61,9 +64,6 @@ export const DEFAULT_RETENTION_MS = 24 * 60 * 60 * 1000
 
 /** How many expired rows each claimed key deletes by default. */
 export const DEFAULT_SWEEP_BATCH = 10
-
-/** SQLSTATE 55P03 lock_not_available: `lock_timeout` ended a wait for another transaction's row. */
-const LOCK_NOT_AVAILABLE = '55P03'
 
 /**
  * Creates the store over a Drizzle handle of either driver. On PGlite transactions run one at a time, so a
@@ -146,7 +146,7 @@ export function createIdempotencyStore(db: TasksDb, options: IdempotencyOptions 
           return { kind: 'first', response }
         })
       } catch (error) {
-        if (hasSqlState(error, LOCK_NOT_AVAILABLE)) return { kind: 'in-progress' }
+        if (isLockNotAvailable(error)) return { kind: 'in-progress' }
         throw error
       }
     },
@@ -170,12 +170,4 @@ function canonicalJson(value: unknown): string {
     return `{${entries.map(([name, item]) => `${JSON.stringify(name)}:${canonicalJson(item)}`).join(',')}}`
   }
   return JSON.stringify(value) ?? 'null'
-}
-
-/** True when `error` or an error in its `cause` chain (Drizzle wraps the driver's) has SQLSTATE `code`. */
-export function hasSqlState(error: unknown, code: string): boolean {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
-    if ((current as { code?: unknown }).code === code) return true
-  }
-  return false
 }

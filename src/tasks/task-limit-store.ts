@@ -6,22 +6,25 @@ import { taskCounts, tasks } from '../db/schema.ts'
 /** A value, or a placeholder of a prepared statement. */
 export type InsertValue<T> = T | Placeholder
 
+/** The columns a create sets, as values or as placeholders: the owner and API.md's fields. */
+export interface NewTask {
+  userId: InsertValue<string>
+  title: InsertValue<string>
+  description: InsertValue<string | null>
+  completed: InsertValue<boolean>
+}
+
 /**
  * One INSERT of a task that succeeds only while the owner has fewer than `cap` tasks, exact under concurrency: the
  * statement first upserts the owner's `task_counts` row (a no-op update when it exists, a row at 0 for a first task),
  * which locks it until commit, and reads its latest committed `total` even when that is newer than the statement's
  * snapshot (ON CONFLICT DO UPDATE always acts on the latest row version). So concurrent creates of one owner take
  * turns on that row, each seeing the last one's count; the trigger then adds the new task on the locked row. At the
- * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation and writes nothing (an INSERT …
- * SELECT could insert no row instead, but Drizzle's would have to name the identity column). Other users' creates
- * never meet this lock.
+ * cap the new row's `user_id` is NULL, so the statement fails with not_null_violation (`isNotNullViolation`,
+ * src/db/pg-errors.ts) and writes nothing (docs/decisions/task-cap-not-null.md). Other users' creates never meet
+ * this lock.
  */
-export function cappedInsert(
-  db: TasksDb,
-  ownerId: InsertValue<string>,
-  values: { title: InsertValue<string>; description: InsertValue<string | null>; completed: InsertValue<boolean> },
-  cap: InsertValue<number>,
-) {
+export function cappedInsert(db: TasksDb, { userId: ownerId, ...values }: NewTask, cap: InsertValue<number>) {
   const counter = db.$with('counter').as(
     db
       .insert(taskCounts)
@@ -35,6 +38,3 @@ export function cappedInsert(
     .values({ userId: sql`(select ${ownerId} from ${counter} where ${counter.total} < ${cap})`, ...values })
     .returning()
 }
-
-/** SQLSTATE 23502 not_null_violation: what `cappedInsert` fails with at the cap (the only NULL a create can send). */
-export const NOT_NULL_VIOLATION = '23502'

@@ -1,7 +1,8 @@
 // The task routes of API.md "Endpoints", thin: validated input in, one store call, the store's answer out.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { StoredResponse } from '../idempotency/idempotency-store.ts'
+import type { TasksDb } from '../db/database.ts'
+import type { IdempotencyStore, StoredResponse } from '../idempotency/idempotency-store.ts'
 import { answers } from '../http/answers.ts'
 import { etagOf, versionsOfIfMatch } from './task-etag.ts'
 import { completeTask, createTask, deleteTask, getTask, listTasks, updateTask } from './task-contracts.ts'
@@ -40,7 +41,8 @@ function requireBodyAndTrimTitle(request: FastifyRequest, _reply: FastifyReply, 
 }
 
 /** Registers the task routes; mount with `prefix: '/api/tasks'` inside the authenticated scope. */
-export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = async (app, { taskStore }) => {
+type TaskRouteStores = { taskStore: TaskStore; idempotency: IdempotencyStore }
+export const taskRoutes: FastifyPluginAsyncTypebox<TaskRouteStores> = async (app, { taskStore, idempotency }) => {
   app.get('/', { schema: listTasks }, async (request, reply) => {
     const page = await taskStore.listForOwner(request.userId, request.query)
     reply.header('x-total-count', page.total)
@@ -54,14 +56,15 @@ export const taskRoutes: FastifyPluginAsyncTypebox<{ taskStore: TaskStore }> = a
       schema: createTask,
     },
     async (request, reply) => {
-      const key = request.headers['idempotency-key']
-      if (key === undefined) {
-        const created = await taskStore.createForOwner(request.userId, request.body)
+      // Inside an Idempotency-Key's transaction the throw also rolls back the key's claim, so a retry runs afresh.
+      const create = async (tx?: TasksDb): Promise<StoredResponse> => {
+        const created = await taskStore.createForOwner(request.userId, request.body, tx)
         if (created === 'limit-reached') throw answers.taskLimitReached
-        return sendStored(reply, createdResponse(created))
+        return createdResponse(created)
       }
-      const outcome = await taskStore.createForOwnerOnce(request.userId, key, request.body, createdResponse)
-      if (outcome === 'limit-reached') throw answers.taskLimitReached
+      const key = request.headers['idempotency-key']
+      if (key === undefined) return sendStored(reply, await create())
+      const outcome = await idempotency.once(request.userId, key, request.body, create)
       if (outcome.kind === 'mismatch') throw answers.idempotencyKeyReused
       if (outcome.kind === 'in-progress') throw answers.idempotencyKeyInProgress
       if (outcome.kind === 'replay') reply.header('idempotent-replayed', 'true')

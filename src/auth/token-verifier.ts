@@ -50,7 +50,9 @@ type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 'issuer
 
 /**
  * Creates the verifier. HS256 uses the secret's raw UTF-8 bytes (as Better Auth signs its cookie cache),
- * imported once; every other algorithm goes to the JWKS or is refused (API.md rule 1).
+ * imported once; every other algorithm goes to the JWKS or is refused (API.md rule 1). Options: `now`, the clock in
+ * epoch ms (tests inject one); `onJwksFetchError`, told about each failed key-set fetch; `jwksFetchTimeoutMs`, the
+ * limit on one fetch.
  */
 export function createTokenVerifier(
   config: TokenVerifierConfig,

@@ -1,6 +1,6 @@
 // The only place that reads the environment: every setting of API.md's configuration table, checked at once.
 
-/** The development value of `BETTER_AUTH_SECRET` from the original plan; refused when `NODE_ENV=production`. */
+/** API.md's development value of `BETTER_AUTH_SECRET`: public, so refused when `NODE_ENV=production`. */
 export const DEVELOPMENT_SECRET = 'zF4Gr5uYTUtVZVcyXGLFaTyskJhewCl5'
 
 /** Where the tasks live: embedded PGlite (a directory or memory) or a PostgreSQL server. */
@@ -19,7 +19,7 @@ export interface Config {
   database: DatabaseTarget
   /** HS256 shared secret (`BETTER_AUTH_SECRET`), as its raw UTF-8 bytes' source string. */
   betterAuthSecret: string
-  /** True when `betterAuthSecret` is the plan's development value (a warning is logged at start). */
+  /** True when `betterAuthSecret` is the public development value (a warning is logged at start). */
   usingDevelopmentSecret: boolean
   /** `JWT_JWKS_URL`: where asymmetric keys come from; null disables asymmetric tokens. */
   jwksUrl: URL | null

@@ -6,13 +6,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import {
-  AuthError,
-  createTokenVerifier,
-  createVerifiedTokenCache,
-  type TokenVerifier,
-  VERIFIED_TOKEN_CACHE_BYTES,
-} from '../src/auth/token-verifier.ts'
+import { AuthError, createTokenVerifier, type TokenVerifier } from '../src/auth/token-verifier.ts'
+import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_BYTES } from '../src/auth/verified-token-cache.ts'
 import { testConfig } from './helpers/test-app.ts'
 import { signHs256 } from './helpers/tokens.ts'
 

@@ -4,14 +4,14 @@ import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } f
 
 /** Thrown by `getKey` when no key set has ever been fetched and the endpoint cannot be reached now. */
 export class KeySetUnavailableError extends Error {
-  constructor(cause?: unknown) {
-    super('The JWKS endpoint could not be reached and no key set has been fetched yet', { cause })
+  constructor() {
+    super('The JWKS endpoint could not be reached and no key set has been fetched yet')
     this.name = 'KeySetUnavailableError'
   }
 }
 
 /** How the key set is fetched and kept. Times in ms. */
-export interface JwksKeysOptions {
+interface JwksKeysOptions {
   url: URL
   /** Limit on one fetch of the key set (default 5000). */
   fetchTimeoutMs?: number
@@ -27,19 +27,14 @@ export interface JwksKeysOptions {
   onFetchError?: (error: unknown) => void
 }
 
-/** A `getKey` for jose's `jwtVerify`, plus how many fetches it has started (for logs and tests). */
-export interface JwksKeys {
-  getKey: JWTVerifyGetKey
-  fetchCount(): number
-}
-
 /**
- * Creates the key set. Keys are fetched lazily, on the first asymmetric token; concurrent callers share one
- * fetch. An unknown `kid` refetches at most once per `unknownKidCooldownMs`; a failed fetch keeps the last
- * good set. `getKey` throws KeySetUnavailableError when there is no set at all, and jose's
- * JWKSNoMatchingKey when the `kid` is not in the set.
+ * Creates the key set, as the `getKey` that jose's `jwtVerify` calls. Keys are fetched lazily, on the first asymmetric
+ * token, and concurrent callers share one fetch. An unknown `kid` refetches at most once per `unknownKidCooldownMs`; a
+ * failed fetch keeps the last good set.
+ * @throws KeySetUnavailableError (from the returned function) when no set was ever fetched and none can be now.
+ * @throws jose's JWKSNoMatchingKey (from the returned function) when the `kid` is not in the set.
  */
-export function createJwksKeys(options: JwksKeysOptions): JwksKeys {
+export function createJwksKeys(options: JwksKeysOptions): JWTVerifyGetKey {
   const fetchTimeoutMs = options.fetchTimeoutMs ?? 5000
   const unknownKidCooldownMs = options.unknownKidCooldownMs ?? 30_000
   const firstFetchRetryMs = options.firstFetchRetryMs ?? 5000
@@ -50,7 +45,6 @@ export function createJwksKeys(options: JwksKeysOptions): JwksKeys {
   let fetchedAt = Number.NEGATIVE_INFINITY
   let attemptedAt = Number.NEGATIVE_INFINITY
   let inFlight: Promise<void> | null = null
-  let fetches = 0
 
   const fetchKeySet = async (): Promise<void> => {
     const response = await fetch(options.url, {
@@ -69,7 +63,6 @@ export function createJwksKeys(options: JwksKeysOptions): JwksKeys {
   const refresh = (): Promise<void> => {
     if (inFlight === null) {
       attemptedAt = now()
-      fetches++
       inFlight = fetchKeySet()
         .catch((error: unknown) => options.onFetchError?.(error))
         .finally(() => {
@@ -79,7 +72,7 @@ export function createJwksKeys(options: JwksKeysOptions): JwksKeys {
     return inFlight
   }
 
-  const getKey: JWTVerifyGetKey = async (header, token) => {
+  return async (header, token) => {
     if (keySet === null) {
       if (inFlight !== null || now() - attemptedAt >= firstFetchRetryMs) await refresh()
       if (keySet === null) throw new KeySetUnavailableError()
@@ -96,8 +89,6 @@ export function createJwksKeys(options: JwksKeysOptions): JwksKeys {
       return keySet(header, token)
     }
   }
-
-  return { getKey, fetchCount: () => fetches }
 }
 
 function isKeySet(value: unknown): value is JSONWebKeySet {

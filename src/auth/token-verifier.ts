@@ -1,10 +1,11 @@
 // Turns a bearer token into the caller's user id, by API.md's "Authentication" rules, or says why not.
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose'
 import type { Config } from '../config.ts'
-import { createJwksKeys, KeySetUnavailableError, type JwksKeys } from './jwks-keys.ts'
+import { createJwksKeys, KeySetUnavailableError } from './jwks-keys.ts'
+import { createVerifiedTokenCache, VERIFIED_TOKEN_CACHE_BYTES } from './verified-token-cache.ts'
 
 /** Why a token was refused: 401 "Token expired", 401 "Invalid token", or 503 (the key set is unreachable). */
-export type AuthFailure = 'expired' | 'invalid' | 'unavailable'
+type AuthFailure = 'expired' | 'invalid' | 'unavailable'
 
 /** Thrown by `verify`; `reason` decides the answer, and nothing of the token is in the message. */
 export class AuthError extends Error {
@@ -22,12 +23,10 @@ export interface VerifiedToken {
 export interface TokenVerifier {
   /** @throws AuthError when the token is expired, invalid, or cannot be checked now. */
   verify(token: string): Promise<VerifiedToken>
-  /** The remote key set, when `JWT_JWKS_URL` is configured. */
-  readonly jwksKeys: JwksKeys | null
 }
 
 /** The asymmetric algorithms accepted from the JWKS (Better Auth signs with EdDSA, ES256, ES512, RS256 or PS256). */
-export const ASYMMETRIC_ALGORITHMS = [
+const ASYMMETRIC_ALGORITHMS = [
   'EdDSA',
   'Ed25519',
   'ES256',
@@ -42,27 +41,18 @@ export const ASYMMETRIC_ALGORITHMS = [
 ]
 
 /**
- * The memory the verified HS256 tokens may hold, in bytes: 8 MiB (issue 6's profile: WebCrypto's HMAC through jose
- * was ~15 % of the CPU of a request). Counted in bytes, not entries, because a cookie-cache JWT carries the user
- * object, whose `name` the user chooses: 10,000 tokens of 15 KB would be 150 MB. About 12,000 typical tokens of
- * 150 characters fit, or about 540 of 15 KB; past it the oldest insertion goes first.
- */
-export const VERIFIED_TOKEN_CACHE_BYTES = 8 * 1024 * 1024
-
-/**
  * Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md
  * rule 3).
  */
 const MAX_USER_ID_LENGTH = 255
 
-export type TokenVerifierConfig = Pick<
-  Config,
-  'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'
->
+type TokenVerifierConfig = Pick<Config, 'betterAuthSecret' | 'jwksUrl' | 'issuer' | 'audiences' | 'clockToleranceS'>
 
 /**
  * Creates the verifier. HS256 uses the secret's raw UTF-8 bytes (as Better Auth signs its cookie cache),
- * imported once; every other algorithm goes to the JWKS or is refused (API.md rule 1).
+ * imported once; every other algorithm goes to the JWKS or is refused (API.md rule 1). Options: `now`, the clock in
+ * epoch ms (tests inject one); `onJwksFetchError`, told about each failed key-set fetch; `jwksFetchTimeoutMs`, the
+ * limit on one fetch.
  */
 export function createTokenVerifier(
   config: TokenVerifierConfig,
@@ -76,7 +66,7 @@ export function createTokenVerifier(
     false,
     ['verify'],
   )
-  const jwksKeys =
+  const jwksGetKey =
     config.jwksUrl === null
       ? null
       : createJwksKeys({
@@ -102,8 +92,8 @@ export function createTokenVerifier(
       checkIssuerAndAudience(payload, config, false)
       return payload
     }
-    if (jwksKeys !== null && typeof alg === 'string' && ASYMMETRIC_ALGORITHMS.includes(alg)) {
-      const { payload } = await jwtVerify(token, jwksKeys.getKey, {
+    if (jwksGetKey !== null && typeof alg === 'string' && ASYMMETRIC_ALGORITHMS.includes(alg)) {
+      const { payload } = await jwtVerify(token, jwksGetKey, {
         ...common,
         currentDate,
         algorithms: ASYMMETRIC_ALGORITHMS,
@@ -115,7 +105,6 @@ export function createTokenVerifier(
   }
 
   return {
-    jwksKeys,
     async verify(token) {
       const cached = verifiedHs256.get(token, now())
       if (cached !== undefined) return { userId: cached }
@@ -132,9 +121,8 @@ export function createTokenVerifier(
       if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS)
         throw new AuthError('invalid')
       const userId = userIdOf(payload)
-      // Only HS256: its answer depends on nothing but the token, the fixed secret and the clock, so a token
-      // accepted once stays accepted until exp (+ leeway); nbf and iat only ever pass later, never fail.
-      // A JWKS token is not cached, so a key removed from the set stops being accepted at the next refetch.
+      // Only HS256: its answer depends on nothing but the token, the secret and the clock. A JWKS token is verified
+      // every time, so a key removed from the set stops being accepted at the next refetch.
       if (payload.exp !== undefined && isHs256(token))
         verifiedHs256.set(token, userId, (payload.exp + config.clockToleranceS) * 1000)
       return { userId }
@@ -148,79 +136,6 @@ function isHs256(token: string): boolean {
     return decodeProtectedHeader(token).alg === 'HS256'
   } catch {
     return false
-  }
-}
-
-/**
- * What one remembered token costs beyond its characters, in bytes: string headers (a token cut from its header is a
- * slice of it, one signed in-process a concatenation of its parts), the entry object and its Map slot. Measured on
- * Node 20 with heap statistics: 50–100 bytes for the entry and its slot, up to ~450 for a concatenated token.
- */
-const ENTRY_OVERHEAD_BYTES = 512
-
-/**
- * Bytes one entry holds: the token (ASCII, one byte a character, as V8 stores it), the user id (up to two), overhead.
- */
-function entryBytes(token: string, userId: string): number {
-  return token.length + 2 * userId.length + ENTRY_OVERHEAD_BYTES
-}
-
-/**
- * A bounded map of verified tokens; `bytes` is what its entries hold by `entryBytes`'s count, never over the budget.
- */
-export interface VerifiedTokenCache {
-  /** The token's user id, while `nowMs` is before the instant it stops being valid; else undefined (and forgotten). */
-  get(token: string, nowMs: number): string | undefined
-  /** Remembers `token` until `validUntilMs` (epoch ms), dropping the oldest insertions until it fits. */
-  set(token: string, userId: string, validUntilMs: number): void
-  readonly bytes: number
-  readonly size: number
-}
-
-/**
- * Tokens already verified, each with its user id and the instant (ms) it stops being valid. Only successes
- * are kept, keyed by the whole token text, so a token not byte-for-byte identical is verified in full.
- * Bounded by `maxBytes`: past it, the oldest insertions are dropped (a Map iterates in insertion order), so a hit
- * is one Map lookup and nothing more. A token that alone exceeds the budget is not remembered (none can today:
- * Node refuses a header section over 16 KiB, 0.2 % of the default budget).
- */
-export function createVerifiedTokenCache(maxBytes: number): VerifiedTokenCache {
-  const entries = new Map<string, { userId: string; validUntilMs: number }>()
-  let bytes = 0
-  const forget = (token: string, userId: string): void => {
-    entries.delete(token)
-    bytes -= entryBytes(token, userId)
-  }
-  return {
-    get(token, nowMs) {
-      const entry = entries.get(token)
-      if (entry === undefined) return undefined
-      // jose's rule: expired once exp <= now - leeway. Past it, verify in full, which answers "expired".
-      if (nowMs >= entry.validUntilMs) {
-        forget(token, entry.userId)
-        return undefined
-      }
-      return entry.userId
-    },
-    set(token, userId, validUntilMs) {
-      const added = entryBytes(token, userId)
-      if (added > maxBytes) return
-      // Two concurrent first requests with one token both verify it and both land here: count it once.
-      const previous = entries.get(token)
-      if (previous !== undefined) forget(token, previous.userId)
-      for (const [oldest, entry] of entries) {
-        if (bytes + added <= maxBytes) break
-        forget(oldest, entry.userId)
-      }
-      entries.set(token, { userId, validUntilMs })
-      bytes += added
-    },
-    get bytes() {
-      return bytes
-    },
-    get size() {
-      return entries.size
-    },
   }
 }
 

@@ -1,4 +1,4 @@
-// buildTestApp(t): the real app on a fresh database of its own, with its log lines captured.
+// buildTestApp(t): the real app on the test file's database, emptied for the test, with its log lines captured.
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
@@ -7,7 +7,7 @@ import { buildApp } from '../../src/app.ts'
 import type { TokenVerifier } from '../../src/auth/token-verifier.ts'
 import type { Config } from '../../src/config.ts'
 import type { Database } from '../../src/db/database.ts'
-import { createTestDatabase } from './databases.ts'
+import { emptiedFileDatabase } from './databases.ts'
 import { TEST_SECRET } from './tokens.ts'
 
 /** A configuration for tests: memory database (ignored: the test database is passed in), TEST_SECRET, info logs. */
@@ -67,25 +67,22 @@ export function captureLogs(): { logStream: Writable; logs: string[] } {
   return { logStream, logs }
 }
 
-/** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
+/** Builds the app on the file's database, emptied for this test; the app is closed after the test. */
 export async function buildTestApp(
   t: TestContext,
   options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
 ): Promise<TestApp> {
-  const testDatabase = await createTestDatabase()
+  const database = await emptiedFileDatabase()
   const { logStream, logs } = captureLogs()
   const app = await buildApp({
     config: testConfig(options.config),
-    database: testDatabase.database,
+    database,
     logStream,
     ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
-  t.after(async () => {
-    await app.close()
-    await testDatabase.drop()
-  })
-  return { app, database: testDatabase.database, logs }
+  t.after(() => app.close())
+  return { app, database, logs }
 }
 
 /**

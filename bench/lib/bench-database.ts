@@ -1,16 +1,13 @@
 // The benchmark's own data: a database created and dropped per run, migrated with the committed migrations,
 // and seeded through SQL (generate_series) before every measurement so each starts from the same rows.
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import pg from 'pg'
-import { REPO_ROOT } from './options.ts'
-
-const MIGRATIONS_FOLDER = join(REPO_ROOT, 'migrations')
+import { MIGRATIONS_FOLDER } from '../../src/db/migrate.ts'
 
 /** Anything that runs SQL text: a pg Pool or a PGlite instance. */
 export interface SqlRunner {

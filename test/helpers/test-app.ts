@@ -67,11 +67,18 @@ export function captureLogs(): { logStream: Writable; logs: string[] } {
   return { logStream, logs }
 }
 
-/** Builds the app on the file's database, emptied for this test; the app is closed after the test. */
-export async function buildTestApp(
-  t: TestContext,
-  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
-): Promise<TestApp> {
+/** What a test may change in the app it builds (the rest is testConfig()). */
+export interface TestAppOptions {
+  config?: Partial<Config>
+  tokenVerifier?: TokenVerifier
+  now?: () => Date
+}
+
+/**
+ * Builds the app on the file's database, emptied now; the caller closes it. For a describe block whose tests share
+ * one app: `before(async () => ({ app } = await openTestApp()))` and `after(() => app.close())`.
+ */
+export async function openTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = await emptiedFileDatabase()
   const { logStream, logs } = captureLogs()
   const app = await buildApp({
@@ -81,8 +88,14 @@ export async function buildTestApp(
     ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
-  t.after(() => app.close())
   return { app, database, logs }
+}
+
+/** Builds the app for one test, on the file's database emptied for it; the app is closed after the test. */
+export async function buildTestApp(t: TestContext, options: TestAppOptions = {}): Promise<TestApp> {
+  const testApp = await openTestApp(options)
+  t.after(() => testApp.app.close())
+  return testApp
 }
 
 /**

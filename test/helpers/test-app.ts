@@ -68,7 +68,7 @@ export function captureLogs(): { logStream: Writable; logs: string[] } {
 }
 
 /** What a test may change in the app it builds (the rest is testConfig()). */
-export interface TestAppOptions {
+interface TestAppOptions {
   config?: Partial<Config>
   tokenVerifier?: TokenVerifier
   now?: () => Date

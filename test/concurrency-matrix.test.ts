@@ -2,15 +2,18 @@
 // statement (the If-Match check included), so none is lost, applied twice, half-applied or seen by another user.
 // PGlite runs one statement at a time; on the PostgreSQL server (TEST_DATABASE_URL) these requests really race.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { after, before, describe, test } from 'node:test'
 import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
 import { databaseKind } from './helpers/databases.ts'
-import { buildTestApp } from './helpers/test-app.ts'
+import { openTestApp } from './helpers/test-app.ts'
 
-void test(`the concurrency matrix (${databaseKind})`, async (t) => {
-  const { app } = await buildTestApp(t)
+void describe(`the concurrency matrix (${databaseKind})`, () => {
+  let app: FastifyInstance
+  before(async () => ({ app } = await openTestApp()))
+  after(() => app.close())
 
-  await t.test('200 creates across 10 users at once: 200 tasks, 20 per user, each seen only by its owner', async () => {
+  void test('200 creates across 10 users at once: 200 tasks, 20 per user, each seen only by its owner', async () => {
     const users = Array.from({ length: 10 }, (_, i) => asUser(app, `matrix-creator-${i}`))
     const responses = await race(200, (i) => users[i % 10]!.request('POST', '/api/tasks', { title: `task ${i}` }))
     assert.deepEqual(statusCounts(responses), { 201: 200 })
@@ -33,35 +36,32 @@ void test(`the concurrency matrix (${databaseKind})`, async (t) => {
   })
 
   for (const toggles of [50, 51]) {
-    await t.test(
-      `${toggles} concurrent toggles: each applies once, so the final state follows the parity`,
-      async () => {
-        const alice = asUser(app, `matrix-toggler-${toggles}`)
-        const task = await alice.create({ title: `Toggle ${toggles} times`, completed: false })
-        const responses = await race(toggles, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`))
-        assert.deepEqual(statusCounts(responses), { 200: toggles })
-        const answers = responses.map((response) => response.json<TaskJson>())
-        assert.equal(
-          new Set(answers.map((answer) => answer.updated_at)).size,
-          toggles,
-          'every toggle is a write of its own',
-        )
-        assert.equal(
-          new Set(responses.map((response) => response.headers.etag)).size,
-          toggles,
-          'and has an ETag of its own',
-        )
-        assert.equal(answers.filter((answer) => answer.completed).length, Math.ceil(toggles / 2))
-        const final = await alice.get(task.id)
-        assert.equal(final.task.completed, toggles % 2 === 1)
-        // The last write's answer is what remains.
-        const last = answers.reduce((a, b) => (Date.parse(a.updated_at) > Date.parse(b.updated_at) ? a : b))
-        assert.deepEqual(final.task, last)
-      },
-    )
+    void test(`${toggles} concurrent toggles: each applies once, so the final state follows the parity`, async () => {
+      const alice = asUser(app, `matrix-toggler-${toggles}`)
+      const task = await alice.create({ title: `Toggle ${toggles} times`, completed: false })
+      const responses = await race(toggles, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`))
+      assert.deepEqual(statusCounts(responses), { 200: toggles })
+      const answers = responses.map((response) => response.json<TaskJson>())
+      assert.equal(
+        new Set(answers.map((answer) => answer.updated_at)).size,
+        toggles,
+        'every toggle is a write of its own',
+      )
+      assert.equal(
+        new Set(responses.map((response) => response.headers.etag)).size,
+        toggles,
+        'and has an ETag of its own',
+      )
+      assert.equal(answers.filter((answer) => answer.completed).length, Math.ceil(toggles / 2))
+      const final = await alice.get(task.id)
+      assert.equal(final.task.completed, toggles % 2 === 1)
+      // The last write's answer is what remains.
+      const last = answers.reduce((a, b) => (Date.parse(a.updated_at) > Date.parse(b.updated_at) ? a : b))
+      assert.deepEqual(final.task, last)
+    })
   }
 
-  await t.test('50 concurrent PUTs: the final task is exactly one of them, never a mix of two', async () => {
+  void test('50 concurrent PUTs: the final task is exactly one of them, never a mix of two', async () => {
     const alice = asUser(app, 'matrix-putter')
     const task = await alice.create({ title: 'Before', description: 'before', completed: false })
     const bodyOf = (i: number) => ({
@@ -86,51 +86,48 @@ void test(`the concurrency matrix (${databaseKind})`, async (t) => {
     assert.equal(Date.parse(final.updated_at), newest)
   })
 
-  await t.test(
-    'PUT, toggle and DELETE interleaved on one task answer only 200, 204, 404 or 412, never 500',
-    async () => {
-      const alice = asUser(app, 'matrix-interleaver')
-      for (let round = 0; round < 3; round++) {
-        const task = await alice.create({ title: `Interleaved ${round}` })
-        const { etag } = await alice.get(task.id)
-        const responses = await race(40, (i) => {
-          const ifMatch: Record<string, string> =
-            i % 4 === 0 ? { 'if-match': etag } : i % 4 === 1 ? { 'if-match': '*' } : {}
-          if (i === 20 + round || i === 33) return alice.request('DELETE', `/api/tasks/${task.id}`, undefined, ifMatch)
-          if (i % 2 === 0) return alice.request('PUT', `/api/tasks/${task.id}`, { title: `edit ${i}` }, ifMatch)
-          return alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, ifMatch)
-        })
-        const counts = statusCounts(responses)
-        assert.deepEqual(
-          Object.keys(counts).filter((status) => !['200', '204', '404', '412'].includes(status)),
-          [],
-          JSON.stringify(counts),
-        )
-        // A DELETE without a version (request 33 sends *) always finds the task unless another DELETE took it first.
-        assert.equal(counts[204], 1, `deleted exactly once: ${JSON.stringify(counts)}`)
-        // Only requests carrying the first ETag can be 412, and at most one of them can have succeeded.
-        const withFirstEtag = responses.filter((_, i) => i % 4 === 0)
-        assert.equal(
-          responses.filter((_, i) => i % 4 !== 0).filter((response) => response.statusCode === 412).length,
-          0,
-          'no 412 without a stale ETag',
-        )
-        assert.ok(
-          withFirstEtag.filter((response) => response.statusCode === 200 || response.statusCode === 204).length <= 1,
-        )
-        for (const response of responses.filter((r) => r.statusCode === 200)) {
-          assert.equal(response.json<TaskJson>().id, task.id)
-        }
-        assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
-        // Every successful write made a version of its own.
-        const written = responses.filter((response) => response.statusCode === 200)
-        assert.equal(new Set(written.map((response) => response.headers.etag)).size, written.length)
-        t.diagnostic(`round ${round}: ${JSON.stringify(counts)}`)
+  void test('PUT, toggle and DELETE interleaved on one task answer only 200, 204, 404 or 412, never 500', async (t) => {
+    const alice = asUser(app, 'matrix-interleaver')
+    for (let round = 0; round < 3; round++) {
+      const task = await alice.create({ title: `Interleaved ${round}` })
+      const { etag } = await alice.get(task.id)
+      const responses = await race(40, (i) => {
+        const ifMatch: Record<string, string> =
+          i % 4 === 0 ? { 'if-match': etag } : i % 4 === 1 ? { 'if-match': '*' } : {}
+        if (i === 20 + round || i === 33) return alice.request('DELETE', `/api/tasks/${task.id}`, undefined, ifMatch)
+        if (i % 2 === 0) return alice.request('PUT', `/api/tasks/${task.id}`, { title: `edit ${i}` }, ifMatch)
+        return alice.request('PATCH', `/api/tasks/${task.id}/complete`, undefined, ifMatch)
+      })
+      const counts = statusCounts(responses)
+      assert.deepEqual(
+        Object.keys(counts).filter((status) => !['200', '204', '404', '412'].includes(status)),
+        [],
+        JSON.stringify(counts),
+      )
+      // A DELETE without a version (request 33 sends *) always finds the task unless another DELETE took it first.
+      assert.equal(counts[204], 1, `deleted exactly once: ${JSON.stringify(counts)}`)
+      // Only requests carrying the first ETag can be 412, and at most one of them can have succeeded.
+      const withFirstEtag = responses.filter((_, i) => i % 4 === 0)
+      assert.equal(
+        responses.filter((_, i) => i % 4 !== 0).filter((response) => response.statusCode === 412).length,
+        0,
+        'no 412 without a stale ETag',
+      )
+      assert.ok(
+        withFirstEtag.filter((response) => response.statusCode === 200 || response.statusCode === 204).length <= 1,
+      )
+      for (const response of responses.filter((r) => r.statusCode === 200)) {
+        assert.equal(response.json<TaskJson>().id, task.id)
       }
-    },
-  )
+      assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
+      // Every successful write made a version of its own.
+      const written = responses.filter((response) => response.statusCode === 200)
+      assert.equal(new Set(written.map((response) => response.headers.etag)).size, written.length)
+      t.diagnostic(`round ${round}: ${JSON.stringify(counts)}`)
+    }
+  })
 
-  await t.test('two users working at once never see or touch each other’s tasks', async () => {
+  void test('two users working at once never see or touch each other’s tasks', async () => {
     const alice = asUser(app, 'matrix-alice')
     const bob = asUser(app, 'matrix-bob')
     const alices = await Promise.all(Array.from({ length: 10 }, (_, i) => alice.create({ title: `alice ${i}` })))

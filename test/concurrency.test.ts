@@ -1,14 +1,17 @@
 // Concurrent requests on one task (issue 3, "Concurrency"): every write is one SQL statement, so none is lost or
 // applied twice. PGlite serializes queries; on the PostgreSQL server (TEST_DATABASE_URL) these requests really race.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { after, before, describe, test } from 'node:test'
 import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
-import { buildTestApp } from './helpers/test-app.ts'
+import { openTestApp } from './helpers/test-app.ts'
 
-void test('concurrent requests', async (t) => {
-  const { app } = await buildTestApp(t)
+void describe('concurrent requests', () => {
+  let app: FastifyInstance
+  before(async () => ({ app } = await openTestApp()))
+  after(() => app.close())
 
-  await t.test('50 concurrent toggles of one task each apply exactly once', async () => {
+  void test('50 concurrent toggles of one task each apply exactly once', async () => {
     const alice = asUser(app, 'toggle-alice')
     const task = await alice.create({ title: 'Flip me', completed: false })
     const responses = await race(50, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`))
@@ -36,7 +39,7 @@ void test('concurrent requests', async (t) => {
     assert.deepEqual({ ...final, updated_at: task.updated_at }, task)
   })
 
-  await t.test('an odd number of concurrent toggles leaves the task flipped', async () => {
+  void test('an odd number of concurrent toggles leaves the task flipped', async () => {
     const alice = asUser(app, 'toggle-odd-alice')
     const task = await alice.create({ title: 'Flip me oddly', completed: true })
     const responses = await race(31, () => alice.request('PATCH', `/api/tasks/${task.id}/complete`, {}))
@@ -45,7 +48,7 @@ void test('concurrent requests', async (t) => {
     assert.equal((await alice.get(task.id)).task.completed, false)
   })
 
-  await t.test('concurrent edits and toggles of one task lose neither', async () => {
+  void test('concurrent edits and toggles of one task lose neither', async () => {
     const alice = asUser(app, 'mixed-alice')
     const task = await alice.create({ title: 'Edit me', completed: false })
     const responses = await race(41, (i) =>
@@ -63,7 +66,7 @@ void test('concurrent requests', async (t) => {
     assert.equal(final.title, 'Edit me')
   })
 
-  await t.test('20 concurrent deletes of one task give exactly one 204 and nineteen 404', async () => {
+  void test('20 concurrent deletes of one task give exactly one 204 and nineteen 404', async () => {
     const alice = asUser(app, 'delete-alice')
     const task = await alice.create({ title: 'Delete me once' })
     const kept = await alice.create({ title: 'Keep me' })
@@ -76,7 +79,7 @@ void test('concurrent requests', async (t) => {
     assert.deepEqual((await alice.get(kept.id)).task, kept)
   })
 
-  await t.test('toggles racing a delete of the same task answer 200 or 404, never 500', async () => {
+  void test('toggles racing a delete of the same task answer 200 or 404, never 500', async () => {
     const alice = asUser(app, 'toggle-delete-alice')
     const task = await alice.create({ title: 'Racing' })
     const responses = await race(30, (i) =>
@@ -94,43 +97,40 @@ void test('concurrent requests', async (t) => {
     assert.equal((await alice.request('GET', `/api/tasks/${task.id}`)).statusCode, 404)
   })
 
-  await t.test(
-    '200 concurrent creates by several users give exactly 200 tasks, each owned by its creator',
-    async () => {
-      const users = ['create-ann', 'create-ben', 'create-cat', 'create-dan', 'create-eve']
-      const responses = await race(200, (i) => {
-        const user = users[i % users.length] ?? 'create-ann'
-        return asUser(app, user).request('POST', '/api/tasks', {
-          title: `task ${i} of ${user}`,
-          completed: i % 2 === 0,
-        })
+  void test('200 concurrent creates by several users give exactly 200 tasks, each owned by its creator', async () => {
+    const users = ['create-ann', 'create-ben', 'create-cat', 'create-dan', 'create-eve']
+    const responses = await race(200, (i) => {
+      const user = users[i % users.length] ?? 'create-ann'
+      return asUser(app, user).request('POST', '/api/tasks', {
+        title: `task ${i} of ${user}`,
+        completed: i % 2 === 0,
       })
-      assert.deepEqual(statusCounts(responses), { 201: 200 })
-      const created = responses.map((response) => response.json<TaskJson>())
-      assert.equal(new Set(created.map((task) => task.id)).size, 200, 'every task has an id of its own')
-      for (const [i, task] of created.entries()) {
-        const user = users[i % users.length]
-        assert.deepEqual([task.user_id, task.title, task.completed], [user, `task ${i} of ${user}`, i % 2 === 0])
-        assert.equal(responses[i]?.headers.location, `/api/tasks/${task.id}`)
-      }
-      for (const user of users) {
-        const listed = await asUser(app, user).request('GET', '/api/tasks?limit=500')
-        assert.equal(listed.statusCode, 200)
-        assert.equal(listed.headers['x-total-count'], '40', user)
-        const own = created.filter((task) => task.user_id === user)
-        assert.deepEqual(
-          listed
-            .json<TaskJson[]>()
-            .map((task) => task.id)
-            .sort((a, b) => a - b),
-          own.map((task) => task.id).sort((a, b) => a - b),
-          user,
-        )
-      }
-    },
-  )
+    })
+    assert.deepEqual(statusCounts(responses), { 201: 200 })
+    const created = responses.map((response) => response.json<TaskJson>())
+    assert.equal(new Set(created.map((task) => task.id)).size, 200, 'every task has an id of its own')
+    for (const [i, task] of created.entries()) {
+      const user = users[i % users.length]
+      assert.deepEqual([task.user_id, task.title, task.completed], [user, `task ${i} of ${user}`, i % 2 === 0])
+      assert.equal(responses[i]?.headers.location, `/api/tasks/${task.id}`)
+    }
+    for (const user of users) {
+      const listed = await asUser(app, user).request('GET', '/api/tasks?limit=500')
+      assert.equal(listed.statusCode, 200)
+      assert.equal(listed.headers['x-total-count'], '40', user)
+      const own = created.filter((task) => task.user_id === user)
+      assert.deepEqual(
+        listed
+          .json<TaskJson[]>()
+          .map((task) => task.id)
+          .sort((a, b) => a - b),
+        own.map((task) => task.id).sort((a, b) => a - b),
+        user,
+      )
+    }
+  })
 
-  await t.test('concurrent reads and writes of one user answer no 500', async () => {
+  void test('concurrent reads and writes of one user answer no 500', async () => {
     const alice = asUser(app, 'mixed-load-alice')
     const seed = await Promise.all(Array.from({ length: 10 }, (_, i) => alice.create({ title: `seed ${i}` })))
     const responses = await race(100, (i) => {

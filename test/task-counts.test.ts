@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import { asc, count, eq, ne, or, sql } from 'drizzle-orm'
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
@@ -17,7 +17,7 @@ import { createIdempotencyStore } from '../src/idempotency/idempotency-store.ts'
 import { createTaskStore } from '../src/tasks/task-store.ts'
 import { asUser, race, statusCounts, type TaskJson } from './helpers/api-client.ts'
 import { createTestDatabase, TEST_DATABASE_URL } from './helpers/databases.ts'
-import { buildTestApp } from './helpers/test-app.ts'
+import { openTestApp } from './helpers/test-app.ts'
 
 /** One user's counts: all tasks, and the completed ones. */
 interface Counts {
@@ -102,119 +102,121 @@ async function inRolledBackTransaction(
   }
 }
 
-void test('task_counts and X-Total-Count', async (t) => {
-  const { app, database } = await buildTestApp(t)
-  const db: TasksDb = database.db
+void describe('task_counts and X-Total-Count', () => {
+  let app: FastifyInstance
+  let database: Database
+  let db: TasksDb
+  before(async () => {
+    ;({ app, database } = await openTestApp())
+    db = database.db
+  })
+  after(() => app.close())
 
-  await t.test(
-    'after every kind of write by several users, each status counts exactly what count(*) says',
-    async () => {
-      const [ann, ben, cat] = ['mix-ann', 'mix-ben', 'mix-cat'].map((userId) =>
-        asUser(app, userId, { checkHeaders: true }),
-      )
-      assert.ok(ann !== undefined && ben !== undefined && cat !== undefined)
-      const users = [ann.userId, ben.userId, cat.userId, 'mix-nobody']
-      const check = async (label: string): Promise<void> => assertTotalsExact(app, db, users, label)
-      await check('before any write')
+  void test('after every kind of write by several users, each status counts exactly what count(*) says', async () => {
+    const [ann, ben, cat] = ['mix-ann', 'mix-ben', 'mix-cat'].map((userId) =>
+      asUser(app, userId, { checkHeaders: true }),
+    )
+    assert.ok(ann !== undefined && ben !== undefined && cat !== undefined)
+    const users = [ann.userId, ben.userId, cat.userId, 'mix-nobody']
+    const check = async (label: string): Promise<void> => assertTotalsExact(app, db, users, label)
+    await check('before any write')
 
-      const annTasks: TaskJson[] = []
-      for (let i = 0; i < 6; i++) annTasks.push(await ann.create({ title: `ann ${i}`, completed: i % 3 === 0 }))
-      const benTasks = [await ben.create({ title: 'ben 0' }), await ben.create({ title: 'ben 1', completed: true })]
-      const catTasks = await Promise.all([0, 1, 2].map(async (i) => cat.create({ title: `cat ${i}`, completed: true })))
-      await check('creates')
+    const annTasks: TaskJson[] = []
+    for (let i = 0; i < 6; i++) annTasks.push(await ann.create({ title: `ann ${i}`, completed: i % 3 === 0 }))
+    const benTasks = [await ben.create({ title: 'ben 0' }), await ben.create({ title: 'ben 1', completed: true })]
+    const catTasks = await Promise.all([0, 1, 2].map(async (i) => cat.create({ title: `cat ${i}`, completed: true })))
+    await check('creates')
 
-      // The same key twice is one task; the same key of another user is another task.
-      const once = { 'idempotency-key': 'counts-key-1' }
-      const first = await ann.create({ title: 'once', completed: true }, once)
-      assert.deepEqual(await ann.create({ title: 'once', completed: true }, once), first)
-      await ben.create({ title: 'once' }, once)
-      await check('idempotent creates')
+    // The same key twice is one task; the same key of another user is another task.
+    const once = { 'idempotency-key': 'counts-key-1' }
+    const first = await ann.create({ title: 'once', completed: true }, once)
+    assert.deepEqual(await ann.create({ title: 'once', completed: true }, once), first)
+    await ben.create({ title: 'once' }, once)
+    await check('idempotent creates')
 
-      // Writes rolled back leave no trace: an idempotent create whose response fails, and a transaction of every write.
-      const store = createTaskStore(db)
-      await assert.rejects(
-        createIdempotencyStore(db).once(ann.userId, 'counts-key-failing', { title: 'never' }, async (tx) => {
-          await store.createForOwner(ann.userId, { title: 'never' }, tx)
-          throw new Error('response failed')
-        }),
-        /response failed/,
-      )
-      await assert.rejects(
-        db.transaction(async (tx) => {
-          await tx.insert(tasks).values([
-            { userId: ann.userId, title: 'rolled back', completed: true },
-            { userId: 'mix-nobody', title: 'rolled back' },
-          ])
-          await tx.update(tasks).set({ completed: sql`not ${tasks.completed}` })
-          await tx.delete(tasks).where(eq(tasks.userId, cat.userId))
-          tx.rollback()
-        }),
-      )
-      await check('rolled back')
+    // Writes rolled back leave no trace: an idempotent create whose response fails, and a transaction of every write.
+    const store = createTaskStore(db)
+    await assert.rejects(
+      createIdempotencyStore(db).once(ann.userId, 'counts-key-failing', { title: 'never' }, async (tx) => {
+        await store.createForOwner(ann.userId, { title: 'never' }, tx)
+        throw new Error('response failed')
+      }),
+      /response failed/,
+    )
+    await assert.rejects(
+      db.transaction(async (tx) => {
+        await tx.insert(tasks).values([
+          { userId: ann.userId, title: 'rolled back', completed: true },
+          { userId: 'mix-nobody', title: 'rolled back' },
+        ])
+        await tx.update(tasks).set({ completed: sql`not ${tasks.completed}` })
+        await tx.delete(tasks).where(eq(tasks.userId, cat.userId))
+        tx.rollback()
+      }),
+    )
+    await check('rolled back')
 
-      // Toggles, set-completes (one changing nothing), and PUTs changing completed or only the title.
-      const [a0, a1, a2, a3, a4, a5] = annTasks.map((task) => task.id)
-      assert.ok(
-        a0 !== undefined &&
-          a1 !== undefined &&
-          a2 !== undefined &&
-          a3 !== undefined &&
-          a4 !== undefined &&
-          a5 !== undefined,
-      )
-      await ann.complete(a0)
-      await ann.complete(a1)
-      await ann.complete(a1)
-      await ann.complete(a2)
-      await ann.complete(a3, { completed: true })
-      await ann.complete(a4, { completed: true })
-      await check('toggles and completes')
-      await ann.put(a3, { completed: false })
-      await ann.put(a4, { title: 'only the title' })
-      await ann.put(a5, { title: 'both', completed: true })
-      await ann.put(a5, { completed: true })
-      await ben.put(benTasks[1]?.id ?? 0, { description: 'notes', completed: false })
-      await check('PUTs')
+    // Toggles, set-completes (one changing nothing), and PUTs changing completed or only the title.
+    const [a0, a1, a2, a3, a4, a5] = annTasks.map((task) => task.id)
+    assert.ok(
+      a0 !== undefined &&
+        a1 !== undefined &&
+        a2 !== undefined &&
+        a3 !== undefined &&
+        a4 !== undefined &&
+        a5 !== undefined,
+    )
+    await ann.complete(a0)
+    await ann.complete(a1)
+    await ann.complete(a1)
+    await ann.complete(a2)
+    await ann.complete(a3, { completed: true })
+    await ann.complete(a4, { completed: true })
+    await check('toggles and completes')
+    await ann.put(a3, { completed: false })
+    await ann.put(a4, { title: 'only the title' })
+    await ann.put(a5, { title: 'both', completed: true })
+    await ann.put(a5, { completed: true })
+    await ben.put(benTasks[1]?.id ?? 0, { description: 'notes', completed: false })
+    await check('PUTs')
 
-      // If-Match: a current ETag writes, a stale one writes nothing (412).
-      const current = await ann.get(a0)
-      const stale = current.etag
-      assert.equal(
-        (await ann.request('PUT', `/api/tasks/${a0}`, { completed: !current.task.completed }, { 'if-match': stale }))
-          .statusCode,
-        200,
-      )
-      assert.equal(
-        (await ann.request('PATCH', `/api/tasks/${a0}/complete`, undefined, { 'if-match': stale })).statusCode,
-        412,
-      )
-      assert.equal((await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': stale })).statusCode, 412)
-      await check('If-Match writes and refusals')
-      assert.equal(
-        (await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': (await ann.get(a0)).etag }))
-          .statusCode,
-        204,
-      )
-      assert.equal(
-        (await ann.request('PATCH', `/api/tasks/${a1}/complete`, undefined, { 'if-match': '*' })).statusCode,
-        200,
-      )
-      await check('If-Match delete and toggle')
+    // If-Match: a current ETag writes, a stale one writes nothing (412).
+    const current = await ann.get(a0)
+    const stale = current.etag
+    assert.equal(
+      (await ann.request('PUT', `/api/tasks/${a0}`, { completed: !current.task.completed }, { 'if-match': stale }))
+        .statusCode,
+      200,
+    )
+    assert.equal(
+      (await ann.request('PATCH', `/api/tasks/${a0}/complete`, undefined, { 'if-match': stale })).statusCode,
+      412,
+    )
+    assert.equal((await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': stale })).statusCode, 412)
+    await check('If-Match writes and refusals')
+    assert.equal(
+      (await ann.request('DELETE', `/api/tasks/${a0}`, undefined, { 'if-match': (await ann.get(a0)).etag })).statusCode,
+      204,
+    )
+    assert.equal(
+      (await ann.request('PATCH', `/api/tasks/${a1}/complete`, undefined, { 'if-match': '*' })).statusCode,
+      200,
+    )
+    await check('If-Match delete and toggle')
 
-      // Deletes, including every task of one user (whose counts go to zero), and one of another user's tasks (404).
-      assert.equal((await ann.request('DELETE', `/api/tasks/${a2}`)).statusCode, 204)
-      assert.equal((await ben.request('DELETE', `/api/tasks/${a3}`)).statusCode, 404)
-      for (const task of catTasks) assert.equal((await cat.request('DELETE', `/api/tasks/${task.id}`)).statusCode, 204)
-      await check('deletes')
-      assert.deepEqual(await cat.list(''), { tasks: [], total: 0 })
+    // Deletes, including every task of one user (whose counts go to zero), and one of another user's tasks (404).
+    assert.equal((await ann.request('DELETE', `/api/tasks/${a2}`)).statusCode, 204)
+    assert.equal((await ben.request('DELETE', `/api/tasks/${a3}`)).statusCode, 404)
+    for (const task of catTasks) assert.equal((await cat.request('DELETE', `/api/tasks/${task.id}`)).statusCode, 204)
+    await check('deletes')
+    assert.deepEqual(await cat.list(''), { tasks: [], total: 0 })
 
-      // A user whose tasks were all deleted starts counting again.
-      await cat.create({ title: 'cat again', completed: true })
-      await check('a create after the last delete')
-    },
-  )
+    // A user whose tasks were all deleted starts counting again.
+    await cat.create({ title: 'cat again', completed: true })
+    await check('a create after the last delete')
+  })
 
-  await t.test('concurrent creates, toggles and deletes of one user leave the exact count', async () => {
+  void test('concurrent creates, toggles and deletes of one user leave the exact count', async () => {
     const alice = asUser(app, 'race-alice', { checkHeaders: true })
     const created = await race(60, async (i) =>
       alice.request('POST', '/api/tasks', { title: `race ${i}`, completed: i % 2 === 0 }),
@@ -238,7 +240,7 @@ void test('task_counts and X-Total-Count', async (t) => {
     assert.equal((await alice.list('')).total, 60)
   })
 
-  await t.test('bulk statements over many users, and a task moved to another owner, are counted per user', async () => {
+  void test('bulk statements over many users, and a task moved to another owner, are counted per user', async () => {
     const users = Array.from({ length: 40 }, (_, i) => `bulk-user-${String(i).padStart(2, '0')}`)
     await db.execute(sql`
       insert into tasks (user_id, title, completed)
@@ -261,31 +263,28 @@ void test('task_counts and X-Total-Count', async (t) => {
     )
   })
 
-  await t.test(
-    'a title edit never calls the update trigger; a change of completed calls it once per changed row',
-    async () => {
-      const alice = asUser(app, 'trigger-calls-alice')
-      const task = await alice.create({ title: 'counted once' })
-      await inRolledBackTransaction(database, async (query) => {
-        await query(`set local track_functions = 'pl'`)
-        const calls = async (): Promise<number> => {
-          const [row] = (await query(
-            `select pg_stat_get_xact_function_calls('task_counts_apply_update'::regproc) as calls`,
-          )) as {
-            calls: number | string | null
-          }[]
-          return Number(row?.calls ?? 0)
-        }
-        await query(`update tasks set title = 'edited', updated_at = now() where id = ${task.id}`)
-        await query(`update tasks set completed = false where id = ${task.id}`)
-        assert.equal(await calls(), 0, 'neither a title edit nor writing the same completed calls it')
-        await query(`update tasks set completed = true where id = ${task.id}`)
-        assert.equal(await calls(), 1)
-      })
-    },
-  )
+  void test('a title edit never calls the update trigger; a change of completed calls it once per changed row', async () => {
+    const alice = asUser(app, 'trigger-calls-alice')
+    const task = await alice.create({ title: 'counted once' })
+    await inRolledBackTransaction(database, async (query) => {
+      await query(`set local track_functions = 'pl'`)
+      const calls = async (): Promise<number> => {
+        const [row] = (await query(
+          `select pg_stat_get_xact_function_calls('task_counts_apply_update'::regproc) as calls`,
+        )) as {
+          calls: number | string | null
+        }[]
+        return Number(row?.calls ?? 0)
+      }
+      await query(`update tasks set title = 'edited', updated_at = now() where id = ${task.id}`)
+      await query(`update tasks set completed = false where id = ${task.id}`)
+      assert.equal(await calls(), 0, 'neither a title edit nor writing the same completed calls it')
+      await query(`update tasks set completed = true where id = ${task.id}`)
+      assert.equal(await calls(), 1)
+    })
+  })
 
-  await t.test('TRUNCATE of tasks empties the counts', async () => {
+  void test('TRUNCATE of tasks empties the counts', async () => {
     const alice = asUser(app, 'truncate-alice', { checkHeaders: true })
     await alice.create({ title: 'before the truncate', completed: true })
     await db.execute(sql`truncate tasks`)

@@ -2,12 +2,12 @@
 // statuses, headers, the exact JSON of a task, partial updates, toggles, deletes, and lists that page stably.
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import type { TasksDb } from '../src/db/database.ts'
+import type { Database, TasksDb } from '../src/db/database.ts'
 import { tasks } from '../src/db/schema.ts'
 import { asUser as sharedAsUser, JSON_CONTENT_TYPE, type TaskJson } from './helpers/api-client.ts'
-import { buildTestApp } from './helpers/test-app.ts'
+import { openTestApp } from './helpers/test-app.ts'
 
 const TASK_KEYS = ['completed', 'created_at', 'description', 'id', 'title', 'updated_at', 'user_id']
 /** ISO 8601 in UTC with milliseconds, as `Date.prototype.toISOString` writes it. */
@@ -39,10 +39,12 @@ function assertTaskShape(value: unknown): asserts value is TaskJson {
 const ids = (list: readonly TaskJson[]): number[] => list.map((task) => task.id)
 const time = (iso: string): number => Date.parse(iso)
 
-void test('the single-task endpoints', async (t) => {
-  const { app } = await buildTestApp(t)
+void describe('the single-task endpoints', () => {
+  let app: FastifyInstance
+  before(async () => ({ app } = await openTestApp()))
+  after(() => app.close())
 
-  await t.test('creating a task answers 201, a Location header and the task with its defaults', async () => {
+  void test('creating a task answers 201, a Location header and the task with its defaults', async () => {
     const alice = asUser(app, 'create-alice')
     const before = Date.now()
     const response = await alice.request('POST', '/api/tasks', { title: 'Buy milk' })
@@ -68,7 +70,7 @@ void test('the single-task endpoints', async (t) => {
     )
   })
 
-  await t.test('the Location of a created task serves that task', async () => {
+  void test('the Location of a created task serves that task', async () => {
     const alice = asUser(app, 'location-alice')
     const response = await alice.request('POST', '/api/tasks', { title: 'Follow me' })
     assert.equal(response.statusCode, 201, response.body)
@@ -79,7 +81,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual(fetched.json(), response.json())
   })
 
-  await t.test('the title is trimmed of surrounding whitespace, inner spaces kept', async () => {
+  void test('the title is trimmed of surrounding whitespace, inner spaces kept', async () => {
     const alice = asUser(app, 'trim-alice')
     const created = await alice.create({ title: ' \t Buy  oat milk \n ' })
     assert.equal(created.title, 'Buy  oat milk')
@@ -89,7 +91,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal((await alice.get(created.id)).task.title, 'Buy soy milk')
   })
 
-  await t.test('a description and completed can be given when creating', async () => {
+  void test('a description and completed can be given when creating', async () => {
     const alice = asUser(app, 'create-full-alice')
     const created = await alice.create({ title: 'Call mum', description: 'Sunday, after lunch', completed: true })
     assertTaskShape(created)
@@ -107,7 +109,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal(explicitNull.completed, false)
   })
 
-  await t.test('each created task gets an id of its own', async () => {
+  void test('each created task gets an id of its own', async () => {
     const alice = asUser(app, 'ids-alice')
     const created = [
       await alice.create({ title: 'one' }),
@@ -117,7 +119,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal(new Set(ids(created)).size, 3)
   })
 
-  await t.test('reading a task answers 200 with exactly the task as it was created', async () => {
+  void test('reading a task answers 200 with exactly the task as it was created', async () => {
     const alice = asUser(app, 'read-alice')
     const created = await alice.create({ title: 'Read me', description: 'twice' })
     const response = await alice.request('GET', `/api/tasks/${created.id}`)
@@ -128,7 +130,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual(task, created)
   })
 
-  await t.test('a task that does not exist is 404 "Task not found" on every route', async () => {
+  void test('a task that does not exist is 404 "Task not found" on every route', async () => {
     const alice = asUser(app, 'missing-alice')
     const gone = await alice.create({ title: 'Soon gone' })
     assert.equal((await alice.request('DELETE', `/api/tasks/${gone.id}`)).statusCode, 204)
@@ -148,7 +150,7 @@ void test('the single-task endpoints', async (t) => {
     }
   })
 
-  await t.test('PUT changes only the title when only the title is sent', async () => {
+  void test('PUT changes only the title when only the title is sent', async () => {
     const alice = asUser(app, 'put-title-alice')
     const created = await alice.create({ title: 'Old title', description: 'keep me', completed: true })
     const updated = await alice.put(created.id, { title: 'New title' })
@@ -157,7 +159,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual((await alice.get(created.id)).task, updated)
   })
 
-  await t.test('PUT changes only the description when only the description is sent', async () => {
+  void test('PUT changes only the description when only the description is sent', async () => {
     const alice = asUser(app, 'put-description-alice')
     const created = await alice.create({ title: 'Keep title', description: 'old notes' })
     const updated = await alice.put(created.id, { description: 'new notes' })
@@ -165,7 +167,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual((await alice.get(created.id)).task, updated)
   })
 
-  await t.test('PUT changes only completed when only completed is sent', async () => {
+  void test('PUT changes only completed when only completed is sent', async () => {
     const alice = asUser(app, 'put-completed-alice')
     const created = await alice.create({ title: 'Keep title', description: 'keep notes' })
     const done = await alice.put(created.id, { completed: true })
@@ -175,7 +177,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual((await alice.get(created.id)).task, undone)
   })
 
-  await t.test('PUT with description null clears the description', async () => {
+  void test('PUT with description null clears the description', async () => {
     const alice = asUser(app, 'put-clear-alice')
     const created = await alice.create({ title: 'Has notes', description: 'to be cleared', completed: true })
     const cleared = await alice.put(created.id, { description: null })
@@ -183,7 +185,7 @@ void test('the single-task endpoints', async (t) => {
     assert.deepEqual((await alice.get(created.id)).task, cleared)
   })
 
-  await t.test('PUT with every field changes them all at once', async () => {
+  void test('PUT with every field changes them all at once', async () => {
     const alice = asUser(app, 'put-all-alice')
     const created = await alice.create({ title: 'Before' })
     const updated = await alice.put(created.id, { title: 'After', description: 'now with notes', completed: true })
@@ -196,45 +198,42 @@ void test('the single-task endpoints', async (t) => {
     })
   })
 
-  await t.test('PUT with an empty object changes no field', async () => {
+  void test('PUT with an empty object changes no field', async () => {
     const alice = asUser(app, 'put-empty-alice')
     const created = await alice.create({ title: 'Untouched', description: 'as it was', completed: true })
     const updated = await alice.put(created.id, {})
     assert.deepEqual(updated, { ...created, updated_at: updated.updated_at })
   })
 
-  await t.test(
-    'updated_at moves forward on every write, even writes within one millisecond, and created_at stays',
-    async () => {
-      const alice = asUser(app, 'updated-at-alice')
-      const created = await alice.create({ title: 'Busy task' })
-      const writes: [string, () => Promise<TaskJson>][] = [
-        ['PUT title', () => alice.put(created.id, { title: 'Busier task' })],
-        ['PUT description', () => alice.put(created.id, { description: 'notes' })],
-        ['PUT completed', () => alice.put(created.id, { completed: true })],
-        ['PATCH toggle (no body)', () => alice.complete(created.id)],
-        ['PATCH toggle ({})', () => alice.complete(created.id, {})],
-        ['PATCH set true', () => alice.complete(created.id, { completed: true })],
-        ['PATCH set false', () => alice.complete(created.id, { completed: false })],
-      ]
-      let previous = created
-      // Three rounds back to back: several writes land in the same millisecond of the clock.
-      for (let round = 0; round < 3; round++) {
-        for (const [name, write] of writes) {
-          const next = await write()
-          assert.ok(
-            time(next.updated_at) > time(previous.updated_at),
-            `${name}: ${next.updated_at} after ${previous.updated_at}`,
-          )
-          assert.equal(next.created_at, created.created_at, `${name} keeps created_at`)
-          previous = next
-        }
+  void test('updated_at moves forward on every write, even writes within one millisecond, and created_at stays', async () => {
+    const alice = asUser(app, 'updated-at-alice')
+    const created = await alice.create({ title: 'Busy task' })
+    const writes: [string, () => Promise<TaskJson>][] = [
+      ['PUT title', () => alice.put(created.id, { title: 'Busier task' })],
+      ['PUT description', () => alice.put(created.id, { description: 'notes' })],
+      ['PUT completed', () => alice.put(created.id, { completed: true })],
+      ['PATCH toggle (no body)', () => alice.complete(created.id)],
+      ['PATCH toggle ({})', () => alice.complete(created.id, {})],
+      ['PATCH set true', () => alice.complete(created.id, { completed: true })],
+      ['PATCH set false', () => alice.complete(created.id, { completed: false })],
+    ]
+    let previous = created
+    // Three rounds back to back: several writes land in the same millisecond of the clock.
+    for (let round = 0; round < 3; round++) {
+      for (const [name, write] of writes) {
+        const next = await write()
+        assert.ok(
+          time(next.updated_at) > time(previous.updated_at),
+          `${name}: ${next.updated_at} after ${previous.updated_at}`,
+        )
+        assert.equal(next.created_at, created.created_at, `${name} keeps created_at`)
+        previous = next
       }
-      assert.equal((await alice.get(created.id)).task.updated_at, previous.updated_at)
-    },
-  )
+    }
+    assert.equal((await alice.get(created.id)).task.updated_at, previous.updated_at)
+  })
 
-  await t.test('writes sent all at once each get an updated_at of their own, later than the one before', async () => {
+  void test('writes sent all at once each get an updated_at of their own, later than the one before', async () => {
     const alice = asUser(app, 'updated-at-burst-alice')
     const created = await alice.create({ title: 'Burst' })
     // Sent together, these land within a millisecond or two of each other.
@@ -256,7 +255,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal(time((await alice.get(created.id)).task.updated_at), Math.max(...times))
   })
 
-  await t.test('PATCH complete with no body toggles completed back and forth', async () => {
+  void test('PATCH complete with no body toggles completed back and forth', async () => {
     const alice = asUser(app, 'toggle-alice')
     const created = await alice.create({ title: 'Toggle me', description: 'stays' })
     const once = await alice.complete(created.id)
@@ -267,7 +266,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal((await alice.get(created.id)).task.completed, false)
   })
 
-  await t.test('PATCH complete with {} toggles completed', async () => {
+  void test('PATCH complete with {} toggles completed', async () => {
     const alice = asUser(app, 'toggle-empty-alice')
     const created = await alice.create({ title: 'Toggle me', completed: true })
     assert.equal((await alice.complete(created.id, {})).completed, false)
@@ -275,7 +274,7 @@ void test('the single-task endpoints', async (t) => {
     assert.equal((await alice.get(created.id)).task.completed, true)
   })
 
-  await t.test('PATCH complete with {"completed": true|false} sets it, however often it is sent', async () => {
+  void test('PATCH complete with {"completed": true|false} sets it, however often it is sent', async () => {
     const alice = asUser(app, 'set-alice')
     const created = await alice.create({ title: 'Set me', description: 'stays' })
     for (const completed of [true, true, false, false, true]) {
@@ -285,7 +284,7 @@ void test('the single-task endpoints', async (t) => {
     }
   })
 
-  await t.test('deleting a task answers 204 with an empty body, and then the task is gone', async () => {
+  void test('deleting a task answers 204 with an empty body, and then the task is gone', async () => {
     const alice = asUser(app, 'delete-alice')
     const doomed = await alice.create({ title: 'Delete me' })
     const kept = await alice.create({ title: 'Keep me' })
@@ -306,17 +305,20 @@ void test('the single-task endpoints', async (t) => {
   })
 })
 
-void test('lists', async (t) => {
-  const { app, database } = await buildTestApp(t)
+void describe('lists', () => {
+  let app: FastifyInstance
+  let database: Database
+  before(async () => ({ app, database } = await openTestApp()))
+  after(() => app.close())
 
-  await t.test('a user with no tasks gets an empty list and X-Total-Count 0', async () => {
+  void test('a user with no tasks gets an empty list and X-Total-Count 0', async () => {
     const nobody = asUser(app, 'list-empty-user')
     for (const query of ['', '?status=pending', '?status=completed', '?sort=title&order=desc&limit=5&offset=3']) {
       assert.deepEqual(await nobody.list(query), { tasks: [], total: 0 })
     }
   })
 
-  await t.test('every listed task has the exact shape of a task', async () => {
+  void test('every listed task has the exact shape of a task', async () => {
     const alice = asUser(app, 'list-shape-alice')
     const created = [
       await alice.create({ title: 'plain' }),
@@ -330,7 +332,7 @@ void test('lists', async (t) => {
     )
   })
 
-  await t.test('status=all|pending|completed filters, and X-Total-Count counts what matches', async () => {
+  void test('status=all|pending|completed filters, and X-Total-Count counts what matches', async () => {
     const alice = asUser(app, 'list-status-alice')
     const created: TaskJson[] = []
     for (let i = 0; i < 7; i++) created.push(await alice.create({ title: `task ${i}`, completed: i % 3 === 0 }))
@@ -356,7 +358,7 @@ void test('lists', async (t) => {
     assert.equal((await alice.list('?status=pending')).total, 3)
   })
 
-  await t.test('sorts by created, updated or title; newest first by default, titles A to Z', async () => {
+  void test('sorts by created, updated or title; newest first by default, titles A to Z', async () => {
     const alice = asUser(app, 'list-sort-alice')
     // Created in this order, a few ms apart so that no two share a timestamp.
     const charlie = await alice.create({ title: 'charlie' })
@@ -388,7 +390,7 @@ void test('lists', async (t) => {
     }
   })
 
-  await t.test('limit is 1 to 500 (100 by default), offset skips, and X-Total-Count ignores both', async () => {
+  void test('limit is 1 to 500 (100 by default), offset skips, and X-Total-Count ignores both', async () => {
     const alice = asUser(app, 'list-limit-alice')
     const count = 501
     for (let start = 0; start < count; start += 50) {
@@ -446,73 +448,68 @@ void test('lists', async (t) => {
     }
   })
 
-  await t.test(
-    'paging through tasks that share titles and timestamps never repeats or skips a task, under every filter, sort and order',
-    async () => {
-      const owner = 'list-paging-alice'
-      const alice = asUser(app, owner)
-      const titles = ['apple', 'banana', 'cherry']
-      // One INSERT of many rows: every row gets the same created_at and updated_at (now() of that statement).
-      const db: TasksDb = database.db
-      await db.insert(tasks).values(
-        Array.from({ length: 30 }, (_, i) => ({
-          userId: owner,
-          title: titles[i % 3] ?? 'apple',
-          completed: i % 4 === 0,
-        })),
-      )
-      // And some through the API, concurrently, so that several land in the same millisecond.
-      await Promise.all(
-        Array.from({ length: 12 }, (_, i) => alice.create({ title: titles[i % 2] ?? 'apple', completed: i % 3 === 0 })),
-      )
-      // A few updated later: updated_at then differs from created_at for some.
-      const all = (await alice.list('?limit=500')).tasks
-      for (const task of all.filter((_, i) => i % 9 === 0)) await alice.put(task.id, { description: 'touched' })
-      const snapshot = (await alice.list('?limit=500')).tasks
-      assert.equal(snapshot.length, 42)
+  void test('paging through tasks that share titles and timestamps never repeats or skips a task, under every filter, sort and order', async () => {
+    const owner = 'list-paging-alice'
+    const alice = asUser(app, owner)
+    const titles = ['apple', 'banana', 'cherry']
+    // One INSERT of many rows: every row gets the same created_at and updated_at (now() of that statement).
+    const db: TasksDb = database.db
+    await db.insert(tasks).values(
+      Array.from({ length: 30 }, (_, i) => ({
+        userId: owner,
+        title: titles[i % 3] ?? 'apple',
+        completed: i % 4 === 0,
+      })),
+    )
+    // And some through the API, concurrently, so that several land in the same millisecond.
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => alice.create({ title: titles[i % 2] ?? 'apple', completed: i % 3 === 0 })),
+    )
+    // A few updated later: updated_at then differs from created_at for some.
+    const all = (await alice.list('?limit=500')).tasks
+    for (const task of all.filter((_, i) => i % 9 === 0)) await alice.put(task.id, { description: 'touched' })
+    const snapshot = (await alice.list('?limit=500')).tasks
+    assert.equal(snapshot.length, 42)
 
-      // The data really has ties, or this test would prove nothing.
-      const largestGroup = (key: (task: TaskJson) => string): number => {
-        const sizes = new Map<string, number>()
-        for (const task of snapshot) sizes.set(key(task), (sizes.get(key(task)) ?? 0) + 1)
-        return Math.max(...sizes.values())
-      }
-      assert.ok(largestGroup((task) => task.created_at) >= 30, 'at least 30 tasks share created_at')
-      assert.ok(largestGroup((task) => task.updated_at) >= 20, 'at least 20 tasks share updated_at')
-      assert.ok(largestGroup((task) => task.title) >= 14, 'at least 14 tasks share a title')
+    // The data really has ties, or this test would prove nothing.
+    const largestGroup = (key: (task: TaskJson) => string): number => {
+      const sizes = new Map<string, number>()
+      for (const task of snapshot) sizes.set(key(task), (sizes.get(key(task)) ?? 0) + 1)
+      return Math.max(...sizes.values())
+    }
+    assert.ok(largestGroup((task) => task.created_at) >= 30, 'at least 30 tasks share created_at')
+    assert.ok(largestGroup((task) => task.updated_at) >= 20, 'at least 20 tasks share updated_at')
+    assert.ok(largestGroup((task) => task.title) >= 14, 'at least 14 tasks share a title')
 
-      const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
-      for (const status of [undefined, 'all', 'pending', 'completed'] as const) {
-        for (const sort of [undefined, 'created', 'updated', 'title'] as const) {
-          for (const order of [undefined, 'asc', 'desc'] as const) {
-            const key = (task: TaskJson): string =>
-              sort === 'title' ? task.title : sort === 'updated' ? task.updated_at : task.created_at
-            const direction = (order ?? (sort === 'title' ? 'asc' : 'desc')) === 'asc' ? 1 : -1
-            // ISO strings of one format compare as the instants they name; ties go by id, in the same direction.
-            const expected = snapshot
-              .filter((task) =>
-                status === 'pending' ? !task.completed : status === 'completed' ? task.completed : true,
-              )
-              .sort((a, b) => direction * (compareText(key(a), key(b)) || a.id - b.id))
-            const base = [status && `status=${status}`, sort && `sort=${sort}`, order && `order=${order}`]
-              .filter(Boolean)
-              .join('&')
-            const pageSizes = status === undefined && sort === undefined && order === undefined ? [1, 5, 7] : [5, 7]
-            for (const limit of pageSizes) {
-              const seen: TaskJson[] = []
-              for (let offset = 0; offset <= expected.length; offset += limit) {
-                const page = await alice.list(`?${base}${base ? '&' : ''}limit=${limit}&offset=${offset}`)
-                assert.equal(page.total, expected.length, `${base} limit=${limit} offset=${offset}: X-Total-Count`)
-                assert.ok(page.tasks.length <= limit)
-                seen.push(...page.tasks)
-              }
-              const label = `${base || '(defaults)'} in pages of ${limit}`
-              assert.equal(new Set(ids(seen)).size, seen.length, `${label}: no task twice`)
-              assert.deepEqual(ids(seen), ids(expected), `${label}: every task once, in order`)
+    const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0)
+    for (const status of [undefined, 'all', 'pending', 'completed'] as const) {
+      for (const sort of [undefined, 'created', 'updated', 'title'] as const) {
+        for (const order of [undefined, 'asc', 'desc'] as const) {
+          const key = (task: TaskJson): string =>
+            sort === 'title' ? task.title : sort === 'updated' ? task.updated_at : task.created_at
+          const direction = (order ?? (sort === 'title' ? 'asc' : 'desc')) === 'asc' ? 1 : -1
+          // ISO strings of one format compare as the instants they name; ties go by id, in the same direction.
+          const expected = snapshot
+            .filter((task) => (status === 'pending' ? !task.completed : status === 'completed' ? task.completed : true))
+            .sort((a, b) => direction * (compareText(key(a), key(b)) || a.id - b.id))
+          const base = [status && `status=${status}`, sort && `sort=${sort}`, order && `order=${order}`]
+            .filter(Boolean)
+            .join('&')
+          const pageSizes = status === undefined && sort === undefined && order === undefined ? [1, 5, 7] : [5, 7]
+          for (const limit of pageSizes) {
+            const seen: TaskJson[] = []
+            for (let offset = 0; offset <= expected.length; offset += limit) {
+              const page = await alice.list(`?${base}${base ? '&' : ''}limit=${limit}&offset=${offset}`)
+              assert.equal(page.total, expected.length, `${base} limit=${limit} offset=${offset}: X-Total-Count`)
+              assert.ok(page.tasks.length <= limit)
+              seen.push(...page.tasks)
             }
+            const label = `${base || '(defaults)'} in pages of ${limit}`
+            assert.equal(new Set(ids(seen)).size, seen.length, `${label}: no task twice`)
+            assert.deepEqual(ids(seen), ids(expected), `${label}: every task once, in order`)
           }
         }
       }
-    },
-  )
+    }
+  })
 })

@@ -1,12 +1,12 @@
 // Bad input (API.md "Errors"): every bad body, id, query value, content type and size gets the status and the
 // {"detail": …} shape of the error table, never a 500 or Fastify's own envelope, and changes nothing.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import { asc } from 'drizzle-orm'
-import type { LightMyRequestResponse } from 'fastify'
-import type { TasksDb } from '../src/db/database.ts'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import type { Database, TasksDb } from '../src/db/database.ts'
 import { tasks } from '../src/db/schema.ts'
-import { buildTestApp, listenOnLoopback } from './helpers/test-app.ts'
+import { buildTestApp, listenOnLoopback, openTestApp } from './helpers/test-app.ts'
 import { authHeaderFor } from './helpers/tokens.ts'
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
@@ -429,21 +429,28 @@ function assertValidationDetail(detail: unknown, expected: Pick<BadInput, 'locs'
   }
 }
 
-void test('bad input gets the status and {"detail": …} of the error table, and changes nothing', async (t) => {
-  const { app, database } = await buildTestApp(t)
-  const db: TasksDb = database.db
-  const owner = await authHeaderFor('user_validation_owner')
-  const other = await authHeaderFor('user_validation_other')
+void describe('bad input gets the status and {"detail": …} of the error table, and changes nothing', () => {
+  let app: FastifyInstance
+  let db: TasksDb
+  let owner: Record<string, string>
+  let target: { id: number }
+  before(async () => {
+    let database: Database
+    ;({ app, database } = await openTestApp())
+    db = database.db
+    owner = await authHeaderFor('user_validation_owner')
+    const other = await authHeaderFor('user_validation_other')
+    target = await create(owner, { title: 'Target task', description: 'keep me as I am', completed: false })
+    await create(owner, { title: 'Second task', completed: true })
+    await create(other, { title: "Another user's task", description: 'not yours' })
+  })
+  after(() => app.close())
 
   const create = async (headers: Record<string, string>, fields: Record<string, unknown>): Promise<{ id: number }> => {
     const created = await app.inject({ method: 'POST', url: '/api/tasks', headers, payload: fields })
     assert.equal(created.statusCode, 201, created.body)
     return created.json<{ id: number }>()
   }
-  const target = await create(owner, { title: 'Target task', description: 'keep me as I am', completed: false })
-  await create(owner, { title: 'Second task', completed: true })
-  await create(other, { title: "Another user's task", description: 'not yours' })
-
   const send = (probe: Probe, headers: Record<string, string> = owner): Promise<LightMyRequestResponse> => {
     const contentType =
       probe.contentType === undefined ? (probe.body === undefined ? undefined : JSON_TYPE) : probe.contentType
@@ -481,9 +488,9 @@ void test('bad input gets the status and {"detail": …} of the error table, and
     ['unknown routes', badRoutes()],
   ]
   for (const [group, cases] of groups) {
-    await t.test(group, async (t) => {
+    void describe(group, () => {
       for (const bad of cases) {
-        await t.test(bad.title, async () => {
+        void test(bad.title, async () => {
           const before = await state()
           const response = await send(bad)
           const allowed = typeof bad.status === 'number' ? [bad.status] : bad.status
@@ -504,18 +511,15 @@ void test('bad input gets the status and {"detail": …} of the error table, and
     })
   }
 
-  await t.test(
-    'a URL Fastify cannot decode, or a path segment past 100 characters, is answered {"detail": …}',
-    async () => {
-      for (const url of ['/api/tasks/%', '/api/tasks/%E0%A4%A', `/api/tasks/${'1'.repeat(101)}`]) {
-        const response = await send({ method: 'GET', url })
-        assert.ok([400, 404, 414, 422].includes(response.statusCode), `${url}: ${response.statusCode}`)
-        assert.equal(typeof errorDetailOf(response), 'string', response.body)
-      }
-    },
-  )
+  void test('a URL Fastify cannot decode, or a path segment past 100 characters, is answered {"detail": …}', async () => {
+    for (const url of ['/api/tasks/%', '/api/tasks/%E0%A4%A', `/api/tasks/${'1'.repeat(101)}`]) {
+      const response = await send({ method: 'GET', url })
+      assert.ok([400, 404, 414, 422].includes(response.statusCode), `${url}: ${response.statusCode}`)
+      assert.equal(typeof errorDetailOf(response), 'string', response.body)
+    }
+  })
 
-  await t.test('a body of thousands of unknown fields gets a 422 of at most 20 entries, not megabytes', async () => {
+  void test('a body of thousands of unknown fields gets a 422 of at most 20 entries, not megabytes', async () => {
     const body = JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`k${i}`, 1])))
     const before = await state()
     const response = await send({ method: 'POST', url: '/api/tasks', body })
@@ -525,7 +529,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
     assert.deepEqual(await state(), before)
   })
 
-  await t.test('valid input at the edges is accepted', async (t) => {
+  void describe('valid input at the edges is accepted', () => {
     const task = async (fields: Record<string, unknown> = { title: 'edge' }): Promise<{ id: number }> =>
       create(owner, fields)
     const expectTask = (response: LightMyRequestResponse, status: number, fields: Record<string, unknown>): void => {
@@ -534,7 +538,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       for (const [key, value] of Object.entries(fields)) assert.deepEqual(body[key], value, key)
     }
 
-    await t.test('a title of exactly 200 characters, on create and on update', async () => {
+    void test('a title of exactly 200 characters, on create and on update', async () => {
       const title = 'x'.repeat(200)
       expectTask(await send({ method: 'POST', url: '/api/tasks', body: JSON.stringify({ title }) }), 201, { title })
       const { id } = await task()
@@ -543,7 +547,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       })
     })
 
-    await t.test('200 characters inside surrounding spaces are trimmed and accepted', async () => {
+    void test('200 characters inside surrounding spaces are trimmed and accepted', async () => {
       const title = 'y'.repeat(200)
       const padded = JSON.stringify({ title: ` \t ${title}\n  ` })
       expectTask(await send({ method: 'POST', url: '/api/tasks', body: padded }), 201, { title })
@@ -551,20 +555,20 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       expectTask(await send({ method: 'PUT', url: `/api/tasks/${id}`, body: padded }), 200, { title })
     })
 
-    await t.test('emoji count as one character each: 200 in a title, 1000 in a description', async () => {
+    void test('emoji count as one character each: 200 in a title, 1000 in a description', async () => {
       const fields = { title: EMOJI.repeat(200), description: EMOJI.repeat(1000) }
       const created = await send({ method: 'POST', url: '/api/tasks', body: JSON.stringify(fields) })
       expectTask(created, 201, fields)
       expectTask(await send({ method: 'GET', url: `/api/tasks/${created.json<{ id: number }>().id}` }), 200, fields)
     })
 
-    await t.test('an escaped surrogate pair in JSON text is one character', async () => {
+    void test('an escaped surrogate pair in JSON text is one character', async () => {
       expectTask(await send({ method: 'POST', url: '/api/tasks', body: '{"title":"\\ud83d\\ude00 ok"}' }), 201, {
         title: `${EMOJI} ok`,
       })
     })
 
-    await t.test('a description of exactly 1000 characters', async () => {
+    void test('a description of exactly 1000 characters', async () => {
       const description = 'd'.repeat(1000)
       expectTask(
         await send({ method: 'POST', url: '/api/tasks', body: JSON.stringify({ title: 't', description }) }),
@@ -573,7 +577,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       )
     })
 
-    await t.test('description null on create, and null on update clears it', async () => {
+    void test('description null on create, and null on update clears it', async () => {
       expectTask(
         await send({ method: 'POST', url: '/api/tasks', body: JSON.stringify({ title: 't', description: null }) }),
         201,
@@ -592,7 +596,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       )
     })
 
-    await t.test('a body of exactly 64 KiB is accepted on every body route', async () => {
+    void test('a body of exactly 64 KiB is accepted on every body route', async () => {
       const created = await send({
         method: 'POST',
         url: '/api/tasks',
@@ -608,7 +612,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       })
     })
 
-    await t.test('Content-Type: application/json with a charset, or in capitals, is accepted', async () => {
+    void test('Content-Type: application/json with a charset, or in capitals, is accepted', async () => {
       for (const contentType of [
         'application/json; charset=utf-8',
         'application/json;charset=UTF-8',
@@ -635,18 +639,15 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       }
     })
 
-    await t.test(
-      'PATCH …/complete with Content-Type: application/json and an empty body toggles, as {} does',
-      async () => {
-        const { id } = await task()
-        const url = `/api/tasks/${id}/complete`
-        expectTask(await send({ method: 'PATCH', url, body: '' }), 200, { completed: true })
-        expectTask(await send({ method: 'PATCH', url, body: '{}' }), 200, { completed: false })
-        expectTask(await send({ method: 'PATCH', url }), 200, { completed: true })
-      },
-    )
+    void test('PATCH …/complete with Content-Type: application/json and an empty body toggles, as {} does', async () => {
+      const { id } = await task()
+      const url = `/api/tasks/${id}/complete`
+      expectTask(await send({ method: 'PATCH', url, body: '' }), 200, { completed: true })
+      expectTask(await send({ method: 'PATCH', url, body: '{}' }), 200, { completed: false })
+      expectTask(await send({ method: 'PATCH', url }), 200, { completed: true })
+    })
 
-    await t.test('DELETE and PATCH with an empty text/plain body (what fetch sends for body: "") work', async () => {
+    void test('DELETE and PATCH with an empty text/plain body (what fetch sends for body: "") work', async () => {
       const { id } = await create(owner, { title: 'Deleted by fetch' })
       expectTask(
         await send({
@@ -667,7 +668,7 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       assert.equal(deleted.statusCode, 204, deleted.body)
     })
 
-    await t.test('DELETE with Content-Type: application/json and an empty body deletes', async () => {
+    void test('DELETE with Content-Type: application/json and an empty body deletes', async () => {
       const { id } = await task()
       const deleted = await send({ method: 'DELETE', url: `/api/tasks/${id}`, body: '' })
       assert.equal(deleted.statusCode, 204, deleted.body)
@@ -675,29 +676,26 @@ void test('bad input gets the status and {"detail": …} of the error table, and
       assert.equal((await send({ method: 'GET', url: `/api/tasks/${id}` })).statusCode, 404)
     })
 
-    await t.test(
-      'limit and offset at their bounds, and unknown query parameters (__proto__ too), are accepted',
-      async () => {
-        const plain = await send({ method: 'GET', url: '/api/tasks?limit=500' })
-        assert.equal(plain.statusCode, 200, plain.body)
-        for (const query of [
-          'limit=1',
-          'limit=500&offset=0',
-          'offset=2147483647',
-          '__proto__=x&constructor=y&user_id=user_validation_other',
-        ]) {
-          const response = await send({ method: 'GET', url: `/api/tasks?${query}` })
-          assert.equal(response.statusCode, 200, `${query}: ${response.body}`)
-          assert.equal(response.headers['x-total-count'], plain.headers['x-total-count'], query)
-        }
-        const ignored = await send({
-          method: 'GET',
-          url: '/api/tasks?limit=500&__proto__=x&constructor=y&user_id=user_validation_other',
-        })
-        assert.deepEqual(ignored.json<unknown>(), plain.json<unknown>())
-        assert.equal(({} as Record<string, unknown>).polluted, undefined)
-      },
-    )
+    void test('limit and offset at their bounds, and unknown query parameters (__proto__ too), are accepted', async () => {
+      const plain = await send({ method: 'GET', url: '/api/tasks?limit=500' })
+      assert.equal(plain.statusCode, 200, plain.body)
+      for (const query of [
+        'limit=1',
+        'limit=500&offset=0',
+        'offset=2147483647',
+        '__proto__=x&constructor=y&user_id=user_validation_other',
+      ]) {
+        const response = await send({ method: 'GET', url: `/api/tasks?${query}` })
+        assert.equal(response.statusCode, 200, `${query}: ${response.body}`)
+        assert.equal(response.headers['x-total-count'], plain.headers['x-total-count'], query)
+      }
+      const ignored = await send({
+        method: 'GET',
+        url: '/api/tasks?limit=500&__proto__=x&constructor=y&user_id=user_validation_other',
+      })
+      assert.deepEqual(ignored.json<unknown>(), plain.json<unknown>())
+      assert.equal(({} as Record<string, unknown>).polluted, undefined)
+    })
   })
 })
 

@@ -1,30 +1,24 @@
 // The benchmark's own data: a database created and dropped per run, migrated with the committed migrations,
 // and seeded through SQL (generate_series) before every measurement so each starts from the same rows.
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import pg from 'pg'
-import { REPO_ROOT } from './options.ts'
-
-const MIGRATIONS_FOLDER = join(REPO_ROOT, 'migrations')
+import { MIGRATIONS_FOLDER } from '../../src/db/migrate.ts'
 
 /** Anything that runs SQL text: a pg Pool or a PGlite instance. */
 export interface SqlRunner {
   query<T>(text: string, values?: unknown[]): Promise<{ rows: T[] }>
 }
 
-/** The user ids and task ids of the seed; user i is `userIdOf(i)`, and `taskIds[i]` are its tasks. */
+/** The user ids and task ids of the seed; user i is `bench-user-` and i in 6 digits (fixed width, so every token and row has one size), and `taskIds[i]` are its tasks. */
 export interface Seed {
   userIds: string[]
   taskIds: number[][]
 }
-
-/** The id of seeded user `i`: fixed width, so every token and every row has the same size. */
-export const userIdOf = (i: number): string => `bench-user-${String(i).padStart(6, '0')}`
 
 /** A database of the run's own on the server, dropped by `drop()` (also after a failed run). */
 export interface ServerDatabase {

@@ -218,7 +218,7 @@ export interface Summary {
   loadAverageMax: number
 }
 
-export function summarize(rows: readonly Row[]): Summary[] {
+function summarize(rows: readonly Row[]): Summary[] {
   const groups = new Map<string, Row[]>()
   for (const row of rows)
     groups.set(`${row.scenario}|${row.target}`, [...(groups.get(`${row.scenario}|${row.target}`) ?? []), row])
@@ -252,7 +252,7 @@ export function summarize(rows: readonly Row[]): Summary[] {
   return summaries
 }
 
-export function summaryTable(summaries: readonly Summary[]): string {
+function summaryTable(summaries: readonly Summary[]): string {
   return markdownTable(
     [
       'scenario',
@@ -289,7 +289,7 @@ export function summaryTable(summaries: readonly Summary[]): string {
 const PEAK_RSS_TARGET_MIB = 150e6 / 2 ** 20
 
 /** The issue's targets, each met or not by this run's medians. */
-export function targetsReport(summaries: readonly Summary[]): string {
+function targetsReport(summaries: readonly Summary[]): string {
   const lines: string[] = ['targets (issue 6):']
   for (const summary of summaries.filter((item) => item.target === 'service')) {
     if (summary.ratio !== null)

@@ -1,6 +1,7 @@
 // The benchmark's settings: command-line flags, each with a BENCH_* environment variable as its fallback.
 import { isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
 
 /** The repository root (bench/lib/ is two levels down). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -83,56 +84,27 @@ output
 `
 
 /**
- * Parses `argv` (without node and the script) with `env` as fallbacks. Exits with the help text on --help or a bad
- * flag.
+ * Parses `argv` (without node and the script) with node:util's parseArgs, `env` (BENCH_<FLAG>) as fallbacks. Exits
+ * with the help text on --help (0) or a bad flag (2).
  */
 export function parseOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): BenchOptions {
-  const flags = new Map<string, string>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? ''
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(HELP)
-      process.exit(0)
-    }
-    if (!arg.startsWith('--')) fail(`unexpected argument "${arg}"`)
-    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
-    if (name.startsWith('no-')) {
-      flags.set(name.slice(3), 'false')
-      continue
-    }
-    if (name === 'scaling') {
-      flags.set(name, 'true')
-      continue
-    }
-    const value = inline ?? argv[++i]
-    if (value === undefined) fail(`--${name} needs a value`)
-    flags.set(name, value)
+  let parsed: ReturnType<typeof parseFlags>
+  try {
+    parsed = parseFlags(argv)
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error))
   }
-  const known = new Set([
-    'scaling',
-    'soak',
-    'rounds',
-    'warmup',
-    'duration',
-    'connections',
-    'scenarios',
-    'baseline',
-    'pglite-rounds',
-    'pglite-scenarios',
-    'startup',
-    'users',
-    'tasks-per-user',
-    'pool',
-    'log-level',
-    'admin-url',
-    'profile',
-    'out',
-    'label',
-    'max-minutes',
-    'scaling-totals',
-    'scaling-sizes',
-  ])
-  for (const name of flags.keys()) if (!known.has(name)) fail(`unknown flag --${name}`)
+  if (parsed.help === true) {
+    process.stdout.write(HELP)
+    process.exit(0)
+  }
+  const flags = new Map<string, string>()
+  for (const [name, value] of Object.entries(parsed)) {
+    if (value === undefined) continue
+    // `--no-<flag>` sets <flag> to false (Node 20's parseArgs has no allowNegative).
+    if (name.startsWith('no-')) flags.set(name.slice(3), 'false')
+    else flags.set(name, String(value))
+  }
 
   const read = (name: string): string | undefined =>
     flags.get(name) ?? (env[`BENCH_${name.toUpperCase().replaceAll('-', '_')}`] || undefined)
@@ -198,6 +170,42 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
     maxMinutes: number('max-minutes', 90, 0.1),
     label: read('label') ?? '',
   }
+}
+
+/** The flags of HELP: booleans take no value, the rest one each (inline `--flag=value` too); no positionals. */
+function parseFlags(argv: readonly string[]) {
+  const text = { type: 'string' } as const
+  const flag = { type: 'boolean' } as const
+  return parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      scaling: flag,
+      'no-baseline': flag,
+      'no-startup': flag,
+      soak: text,
+      rounds: text,
+      warmup: text,
+      duration: text,
+      connections: text,
+      scenarios: text,
+      'pglite-rounds': text,
+      'pglite-scenarios': text,
+      users: text,
+      'tasks-per-user': text,
+      pool: text,
+      'log-level': text,
+      'admin-url': text,
+      profile: text,
+      out: text,
+      label: text,
+      'max-minutes': text,
+      'scaling-totals': text,
+      'scaling-sizes': text,
+    },
+  }).values
 }
 
 function fail(message: string): never {

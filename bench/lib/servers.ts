@@ -11,7 +11,7 @@ import { REPO_ROOT } from './options.ts'
 export type Target = 'service' | 'baseline' | 'service-pglite'
 
 /** tsx's loader, resolved from the repository (the children run in other directories). */
-export const TSX_LOADER = import.meta.resolve('tsx')
+const TSX_LOADER = import.meta.resolve('tsx')
 export const TSX_CLI = join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs')
 /** What `npm start` runs (under tsx): the startup measurement's entry. */
 export const SERVICE_MAIN = join(REPO_ROOT, 'src/main.ts')

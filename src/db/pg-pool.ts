@@ -41,6 +41,7 @@ interface CancelConnection {
 
 /** Raised instead of sending a statement on a connection that is already closed: it never reached the database. */
 export class StatementNotSentError extends Error {
+  /** @public Read by `isDatabaseUnavailable` (pg-errors.ts) like a driver's code: this is an outage, so 503. */
   readonly code = 'ECONNRESET'
   constructor() {
     super('the database connection was closed before the statement was sent')
@@ -50,6 +51,7 @@ export class StatementNotSentError extends Error {
 
 /** Raised when a cancelled statement's connection stays silent past CANCEL_GRACE_MS: the connection is dropped. */
 export class StatementTimeoutError extends Error {
+  /** @public Read by `isDatabaseUnavailable` (pg-errors.ts) like a driver's code: this is an outage, so 503. */
   readonly code = 'ETIMEDOUT'
   constructor(statementTimeoutMs: number) {
     super(

@@ -1,6 +1,6 @@
-// Issue 10, findings 1 and 2: clients that pipeline many requests on a connection and never read a reply, held open
+// Clients that pipeline many requests on a connection and never read a reply, held open
 // against a real server on loopback, while a well-behaved client measures its latency and the server's RSS is sampled.
-// Shared by test/slow/hostile-pipelining.test.ts (which asserts bounds) and bench/hostile-pipelining.ts (which
+// Shared by test/process/hostile-pipelining.test.ts (which asserts bounds) and bench/hostile-pipelining.ts (which
 // reports).
 import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'

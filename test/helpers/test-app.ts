@@ -1,4 +1,4 @@
-// buildTestApp(t): the real app on a fresh database of its own, with its log lines captured.
+// buildTestApp(t): the real app on the test file's database, emptied for the test, with its log lines captured.
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
@@ -7,7 +7,7 @@ import { buildApp } from '../../src/app.ts'
 import type { TokenVerifier } from '../../src/auth/token-verifier.ts'
 import type { Config } from '../../src/config.ts'
 import type { Database } from '../../src/db/database.ts'
-import { createTestDatabase } from './databases.ts'
+import { emptiedFileDatabase } from './databases.ts'
 import { TEST_SECRET } from './tokens.ts'
 
 /** A configuration for tests: memory database (ignored: the test database is passed in), TEST_SECRET, info logs. */
@@ -67,25 +67,35 @@ export function captureLogs(): { logStream: Writable; logs: string[] } {
   return { logStream, logs }
 }
 
-/** Builds the app on a fresh migrated database; both are closed (and the database dropped) after the test. */
-export async function buildTestApp(
-  t: TestContext,
-  options: { config?: Partial<Config>; tokenVerifier?: TokenVerifier; now?: () => Date } = {},
-): Promise<TestApp> {
-  const testDatabase = await createTestDatabase()
+/** What a test may change in the app it builds (the rest is testConfig()). */
+interface TestAppOptions {
+  config?: Partial<Config>
+  tokenVerifier?: TokenVerifier
+  now?: () => Date
+}
+
+/**
+ * Builds the app on the file's database, emptied now; the caller closes it. For a describe block whose tests share
+ * one app: `before(async () => ({ app } = await openTestApp()))` and `after(() => app.close())`.
+ */
+export async function openTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const database = await emptiedFileDatabase()
   const { logStream, logs } = captureLogs()
   const app = await buildApp({
     config: testConfig(options.config),
-    database: testDatabase.database,
+    database,
     logStream,
     ...(options.tokenVerifier ? { tokenVerifier: options.tokenVerifier } : {}),
     ...(options.now ? { now: options.now } : {}),
   })
-  t.after(async () => {
-    await app.close()
-    await testDatabase.drop()
-  })
-  return { app, database: testDatabase.database, logs }
+  return { app, database, logs }
+}
+
+/** Builds the app for one test, on the file's database emptied for it; the app is closed after the test. */
+export async function buildTestApp(t: TestContext, options: TestAppOptions = {}): Promise<TestApp> {
+  const testApp = await openTestApp(options)
+  t.after(() => testApp.app.close())
+  return testApp
 }
 
 /**

@@ -9,11 +9,11 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
-import { DataDirLockedError, LOCK_FILE_NAME, lockDataDir } from '../src/db/data-dir-lock.ts'
-import { startServer, temporaryDirectory, type ChildServer } from './helpers/child-server.ts'
-import { TEST_DATABASE_URL } from './helpers/databases.ts'
-import { assertNoTokenNorStack } from './helpers/logs.ts'
-import { tokenFor } from './helpers/tokens.ts'
+import { DataDirLockedError, LOCK_FILE_NAME, lockDataDir } from '../../src/db/data-dir-lock.ts'
+import { startServer, temporaryDirectory, type ChildServer } from '../helpers/child-server.ts'
+import { TEST_DATABASE_URL } from '../helpers/databases.ts'
+import { assertNoTokenNorStack } from '../helpers/logs.ts'
+import { tokenFor } from '../helpers/tokens.ts'
 
 /** A pid that no process has now: a child that has already exited. */
 async function deadPid(): Promise<number> {

@@ -10,21 +10,21 @@ import assert from 'node:assert/strict'
 import { describe, test, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import pg from 'pg'
-import { buildApp } from '../src/app.ts'
-import { openDatabase, type Database } from '../src/db/database.ts'
+import { buildApp } from '../../src/app.ts'
+import { openDatabase, type Database } from '../../src/db/database.ts'
 import {
   CANCEL_GRACE_MS,
   limitStatements,
   mayRetry,
   StatementNotSentError,
   StatementTimeoutError,
-} from '../src/db/pg-pool.ts'
-import { startServer, temporaryDirectory, waitUntil } from './helpers/child-server.ts'
-import { createTestDatabase, databaseNameOf, TEST_DATABASE_URL, withAdmin } from './helpers/databases.ts'
-import { assertEach503LoggedOnce, assertNoTokenNorStack } from './helpers/logs.ts'
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts'
-import { captureLogs, testConfig } from './helpers/test-app.ts'
-import { tokenFor } from './helpers/tokens.ts'
+} from '../../src/db/pg-pool.ts'
+import { startServer, temporaryDirectory, waitUntil } from '../helpers/child-server.ts'
+import { createTestDatabase, databaseNameOf, TEST_DATABASE_URL, withAdmin } from '../helpers/databases.ts'
+import { assertEach503LoggedOnce, assertNoTokenNorStack } from '../helpers/logs.ts'
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts'
+import { captureLogs, testConfig } from '../helpers/test-app.ts'
+import { tokenFor } from '../helpers/tokens.ts'
 
 /** The limits the service runs with in these tests (ms): short, so that each fault shows within a second or two. */
 const STATEMENT_TIMEOUT_MS = 1000

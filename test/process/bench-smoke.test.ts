@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const ADMIN_URL = process.env.TEST_DATABASE_URL?.trim() || undefined
-const RUN = fileURLToPath(new URL('../bench/run.ts', import.meta.url))
+const RUN = fileURLToPath(new URL('../../bench/run.ts', import.meta.url))
 const TSX = import.meta.resolve('tsx')
 
 /** One round, half a second of warm-up and one measured second per server, on a small seed. */

@@ -9,12 +9,12 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
 import pg from 'pg'
-import { LOCK_FILE_NAME } from '../src/db/data-dir-lock.ts'
-import { openDatabase } from '../src/db/database.ts'
-import { startServer, temporaryDirectory, waitUntil, type ChildServer } from './helpers/child-server.ts'
-import { createTestDatabase } from './helpers/databases.ts'
-import { assertNoTokenNorStack, parseLogLines } from './helpers/logs.ts'
-import { tokenFor } from './helpers/tokens.ts'
+import { LOCK_FILE_NAME } from '../../src/db/data-dir-lock.ts'
+import { openDatabase } from '../../src/db/database.ts'
+import { startServer, temporaryDirectory, waitUntil, type ChildServer } from '../helpers/child-server.ts'
+import { createTestDatabase } from '../helpers/databases.ts'
+import { assertNoTokenNorStack, parseLogLines } from '../helpers/logs.ts'
+import { tokenFor } from '../helpers/tokens.ts'
 
 /** A server on the pass's database, and a way to read the stored titles once it has stopped. */
 async function startOnSuiteDatabase(

@@ -6,11 +6,11 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, describe, test, type TestContext } from 'node:test'
-import { startServer, temporaryDirectory, waitUntil, type ChildServer, type Scope } from './helpers/child-server.ts'
-import { createTestDatabase } from './helpers/databases.ts'
-import { assertNoTokenNorStack } from './helpers/logs.ts'
-import { seedControlCharacterTasks } from './helpers/pipelining-attack.ts'
-import { tokenFor } from './helpers/tokens.ts'
+import { startServer, temporaryDirectory, waitUntil, type ChildServer, type Scope } from '../helpers/child-server.ts'
+import { createTestDatabase } from '../helpers/databases.ts'
+import { assertNoTokenNorStack } from '../helpers/logs.ts'
+import { seedControlCharacterTasks } from '../helpers/pipelining-attack.ts'
+import { tokenFor } from '../helpers/tokens.ts'
 
 /** The limits of the server under test (ms): short, so that each cut shows within a few seconds. */
 const HEADERS_TIMEOUT_MS = 1000

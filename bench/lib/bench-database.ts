@@ -14,7 +14,10 @@ export interface SqlRunner {
   query<T>(text: string, values?: unknown[]): Promise<{ rows: T[] }>
 }
 
-/** The user ids and task ids of the seed; user i is `bench-user-` and i in 6 digits (fixed width, so every token and row has one size), and `taskIds[i]` are its tasks. */
+/**
+ * The user ids and task ids of the seed: user i is `bench-user-` and i in 6 digits (one width, so every token and
+ * row has one size), and `taskIds[i]` are its tasks.
+ */
 export interface Seed {
   userIds: string[]
   taskIds: number[][]

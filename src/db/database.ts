@@ -51,16 +51,15 @@ export interface PoolOptions {
 }
 
 /**
- * PostgreSQL settings for the embedded database. PGlite keeps PostgreSQL's shared buffer cache in this process's
- * memory, where the default 128MB is a third of a restart's RSS; a development database fits in 16MB
- * (docs/decisions/pglite-shared-buffers.md).
+ * PostgreSQL settings for the embedded database: PGlite keeps PostgreSQL's shared buffer cache in this process's
+ * memory, and a development database fits in 16MB (docs/decisions/pglite-shared-buffers.md).
  */
 const PGLITE_SETTINGS = ['-c', 'shared_buffers=16MB']
 
 /**
  * PGlite's options: the settings on every start (after PGlite's own start parameters, which `startParams`
- * replaces), and for initdb too, which then writes them into a new directory's postgresql.conf and uses less memory.
- * Not `postgresqlconf`: PGlite writes that over the whole postgresql.conf on every start.
+ * replaces), and for initdb too, which then writes them into a new directory's postgresql.conf. Not
+ * `postgresqlconf`, which PGlite writes over the whole file on every start.
  */
 const PGLITE_OPTIONS: PGliteOptions = {
   startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS],

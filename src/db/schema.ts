@@ -15,8 +15,8 @@ import {
 } from 'drizzle-orm/pg-core'
 
 /**
- * One row per task. The primary key leads with `user_id` so the table can be distributed by owner
- * (DESIGN.md "Built to grow") and every lookup is an index range of one owner's rows; `id` comes from
+ * One row per task. The primary key leads with `user_id` so the table can be distributed by owner and every
+ * lookup is an index range of one owner's rows (docs/decisions/owner-first-keys.md); `id` comes from
  * one identity sequence, so it stays unique on its own. Timestamps keep milliseconds, as the API shows them.
  */
 export const tasks = pgTable(
@@ -50,10 +50,11 @@ export const tasks = pgTable(
 
 /**
  * How many tasks each user has, in all and completed: the list's `X-Total-Count` reads one row of it instead of
- * counting the user's tasks, so a first page costs about the same at 50 tasks as at 100,000. Kept exact by triggers on
- * `tasks` (migrations/0003_maintain_task_counts.sql), in the transaction of every write and nowhere else; no code
- * writes it. A user's row appears with their first task and stays (at zero) after their last one is deleted. The
- * primary key is `user_id`, so the row lives with the user's tasks when tables are distributed by owner.
+ * counting the user's tasks, so a first page's cost does not grow with them (docs/decisions/task-counts-table.md).
+ * Kept exact by triggers on `tasks` (migrations/0003_maintain_task_counts.sql), in the transaction of every write and
+ * nowhere else; no code writes it. A user's row appears with their first task and stays (at zero) after their last
+ * one is deleted. The primary key is `user_id`, so the row lives with the user's tasks when tables are distributed
+ * by owner.
  */
 export const taskCounts = pgTable(
   'task_counts',

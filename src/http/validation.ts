@@ -16,7 +16,7 @@ export function patternWithMessage(pattern: string, message: string): { pattern:
 }
 
 /**
- * Request validation with two Ajv instances, chosen deliberately (DESIGN.md): bodies are never coerced and
+ * Request validation with two Ajv instances (docs/decisions/request-coercion.md): bodies are never coerced and
  * keep unknown fields (so they are refused with 422, not dropped); query strings and path parameters are
  * text by nature, so plain decimal text becomes the schema's number (`textCoercionsOf`), and their
  * defaults are applied. `verbose` gives each error its schema, where `toValidationIssues` finds PATTERN_MESSAGE.
@@ -52,10 +52,9 @@ const DECIMAL_NUMBER = /^-?\d+(?:\.\d+)?$/
 type TextCoercion = (text: string) => number | boolean | undefined
 
 /**
- * The coercion of each top-level property of a path or query schema that is not a string. Ajv's own
- * `coerceTypes` is not used for these: it takes `0x10`, ` 1` and `1e3` as numbers, and it turns `1e400` or
- * `Infinity` into Infinity, which then skips `minimum`/`maximum` and reaches the database (a 500, not a 422).
- * Any text that is not plain decimal stays text, so the schema refuses it with a 422.
+ * The coercion of each top-level property of a path or query schema that is not a string, in place of Ajv's
+ * `coerceTypes`, which takes `0x10` or `1e400` as numbers (docs/decisions/request-coercion.md). Any text that is
+ * not plain decimal stays text, so the schema refuses it with a 422.
  */
 function textCoercionsOf(schema: unknown): [string, TextCoercion][] {
   const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}

@@ -6,7 +6,7 @@ import type { Task } from './task-schemas.ts'
 /**
  * A task's version: its `updated_at` in ms since the epoch. The store advances `updated_at` by at least 1 ms on
  * every write, in the same statement as the write (so concurrent writes of one row each see the one before), so
- * every write gives a new version; a version column would add a migration and a second clock for nothing.
+ * every write gives a new version (docs/decisions/version-is-updated-at.md).
  */
 export type TaskVersion = number
 

@@ -1,4 +1,4 @@
-// Lint rules: typescript-eslint's type-checked set, plus the layering rules of DESIGN.md.
+// Lint rules: typescript-eslint's type-checked set, plus the layering rules (docs/decisions/source-file-limits.md).
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 

@@ -61,7 +61,7 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         {
-          selector: 'Literal[value=/^[0-9][0-9A-Z]{4}$/]',
+          selector: 'Literal[value=/^([0-9][0-9A-Z]|HV|P0|XX|F0)[0-9A-Z]{3}$/]',
           message: 'SQLSTATEs are read only in src/db/pg-errors.ts: use or add a named predicate there.',
         },
       ],

@@ -108,6 +108,3 @@ export const idempotencyKeys = pgTable(
     index('idempotency_keys_expires_idx').on(table.expiresAt),
   ],
 )
-
-/** A row of `idempotency_keys` as Drizzle returns it. */
-export type IdempotencyKeyRow = typeof idempotencyKeys.$inferSelect

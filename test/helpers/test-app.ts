@@ -43,6 +43,16 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   }
 }
 
+/** Six variables loadConfig refuses, each for a different rule: a start with them must name every one. */
+export const SEVERAL_BAD_VARIABLES: Readonly<Record<string, string>> = {
+  PORT: 'abc',
+  DATABASE_URL: 'mysql://x',
+  JWT_JWKS_URL: 'notaurl',
+  LOG_LEVEL: 'loud',
+  DATABASE_POOL_MAX: '0',
+  CORS_ORIGINS: 'not-an-origin',
+}
+
 /** The app under test, its database, and every log line it wrote (JSON text). */
 export interface TestApp {
   app: FastifyInstance

@@ -1,38 +1,29 @@
 // One user floods, another user's GET /api/tasks/{id} is timed: the fairness figures of README "Failure behaviour".
-// The server (src/main.ts, a child process) runs on a fresh database of the PostgreSQL server at BENCH_DATABASE_URL
-// (default the local one), with the environment given on the command line, e.g.
-//   npx tsx bench/fairness.ts                                      # the defaults (share 5 of a pool of 10)
-//   DATABASE_MAX_IN_FLIGHT_PER_USER=1000 npx tsx bench/fairness.ts # no share: what one user could take before
-// FLOOD_CONNECTIONS (120), FLOOD_SECONDS (10) and FLOOD_LIMIT (500) shape the flood. Prints one JSON line: the other
-// user's median and p99 latency (ms), and both users' status counts.
-import { randomBytes } from 'node:crypto'
+// The server (src/main.ts, a child process) runs on a database of its own on the PostgreSQL server at --admin-url
+// (default the local one), with the server variables given by flags, e.g.
+//   npx tsx bench/fairness.ts                               # the defaults (share 5 of a pool of 10)
+//   npx tsx bench/fairness.ts --max-in-flight-per-user 1000 # no share: what one user could take before
+// --connections (120), --seconds (10) and --limit (500) shape the flood; --pool and --per-user-wait-ms set the
+// server's DATABASE_POOL_MAX and DATABASE_PER_USER_WAIT_MS. Prints one JSON line: the other user's median and p99
+// latency (ms), and both users' status counts.
 import autocannon from 'autocannon'
 import pg from 'pg'
 import { startServer, temporaryDirectory } from '../test/helpers/child-server.ts'
+import { createScratchDatabase } from '../test/helpers/databases.ts'
 import { authHeaderFor } from '../test/helpers/tokens.ts'
+import { parseFairnessOptions } from './lib/options.ts'
 
-const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const connections = Number(process.env.FLOOD_CONNECTIONS ?? 120)
-const durationS = Number(process.env.FLOOD_SECONDS ?? 10)
-/** How many of its 2,000 tasks each of the flooder's list requests asks for (1–500). */
-const floodLimit = Number(process.env.FLOOD_LIMIT ?? 500)
-const passedOn = ['DATABASE_POOL_MAX', 'DATABASE_MAX_IN_FLIGHT_PER_USER', 'DATABASE_PER_USER_WAIT_MS']
+const { adminUrl, connections, durationS, floodLimit, serverEnv } = parseFairnessOptions(process.argv.slice(2))
 
 const cleanups: Array<() => unknown> = []
 const scope = { after: (cleanup: () => unknown) => cleanups.push(cleanup) }
-const admin = new pg.Client({ connectionString: adminUrl })
-await admin.connect()
-const name = `tasks_bench_fairness_${randomBytes(4).toString('hex')}`
-await admin.query(`CREATE DATABASE "${name}"`)
+const database = await createScratchDatabase(adminUrl, { prefix: 'tasks_bench_fairness' })
 try {
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
-  const env: Record<string, string> = { DATABASE_URL: url.toString() }
-  for (const variable of passedOn) if (process.env[variable] !== undefined) env[variable] = process.env[variable]
+  const env: Record<string, string> = { DATABASE_URL: database.url, ...serverEnv }
   const server = await startServer(scope, { env, cwd: await temporaryDirectory(scope), startTimeoutMs: 20_000 })
 
-  // The flooder lists FLOOD_LIMIT of its 2,000 tasks per request; the other user has one task.
-  const seed = new pg.Client({ connectionString: url.toString() })
+  // The flooder lists --limit of its 2,000 tasks per request; the other user has one task.
+  const seed = new pg.Client({ connectionString: database.url })
   await seed.connect()
   await seed.query(`insert into tasks (user_id, title) select 'flooder', 'task ' || g from generate_series(1, 2000) g`)
   const { rows } = await seed.query<{ id: string }>(
@@ -78,6 +69,5 @@ try {
   await server.stop()
 } finally {
   for (const cleanup of cleanups.reverse()) await cleanup()
-  await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
-  await admin.end()
+  await database.drop()
 }

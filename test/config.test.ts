@@ -1,13 +1,9 @@
-// The configuration table of API.md: defaults, every variable's parsing, the production rules for the secret,
-// and a start that stops on bad variables with one message naming them all (through the real entry point too).
+// The configuration table of API.md: defaults, every variable's parsing, the production rules for the secret, and
+// one ConfigError naming every bad variable. The real entry point's refusals are in test/process/start-failures.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { ConfigError, DEVELOPMENT_SECRET, loadConfig, type Config } from '../src/config.ts'
+import { SEVERAL_BAD_VARIABLES } from './helpers/test-app.ts'
 
 /** A secret of exactly `length` characters. */
 const secretOf = (length: number): string => 'k'.repeat(length)
@@ -277,14 +273,7 @@ void test('NODE_ENV=production refuses the development secret, unset or given, a
 })
 
 void test('several bad variables give one ConfigError naming every one of them', () => {
-  const bad = {
-    PORT: 'abc',
-    DATABASE_URL: 'mysql://x',
-    JWT_JWKS_URL: 'notaurl',
-    LOG_LEVEL: 'loud',
-    DATABASE_POOL_MAX: '0',
-    CORS_ORIGINS: 'not-an-origin',
-  }
+  const bad = SEVERAL_BAD_VARIABLES
   const error = configErrorOf({ ...bad, NODE_ENV: 'production' })
   assert.equal(error.name, 'ConfigError')
   assert.ok(error instanceof Error)
@@ -293,79 +282,6 @@ void test('several bad variables give one ConfigError naming every one of them',
     assert.ok(error.message.includes(name), name)
   }
   assert.equal(error.problems.length, 7)
-})
-
-// ------------------------------------------------------------------------------- the real entry point
-
-const MAIN = fileURLToPath(new URL('../src/main.ts', import.meta.url))
-const TSX = import.meta.resolve('tsx')
-
-/**
- * Starts `node --import tsx src/main.ts` with exactly `env`, in an empty directory (so no `.env` is read),
- * and gives its exit code and output. A start that does not stop within 30 s is killed (code null).
- */
-async function startMain(
-  env: Record<string, string>,
-): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  const cwd = await mkdtemp(join(tmpdir(), 'tasks-config-test-'))
-  try {
-    const child = spawn(process.execPath, ['--import', TSX, MAIN], {
-      cwd,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: 30_000,
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')))
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.on('error', reject)
-      child.on('close', (exitCode) => resolve(exitCode))
-    })
-    return { code, stderr, stdout }
-  } finally {
-    await rm(cwd, { recursive: true, force: true })
-  }
-}
-
-void test('the server refuses to start in production without a secret, naming BETTER_AUTH_SECRET', async () => {
-  const { code, stderr, stdout } = await startMain({ NODE_ENV: 'production', PORT: '0', DATABASE_URL: 'memory://' })
-  assert.notEqual(code, null, 'it exits by itself')
-  assert.notEqual(code, 0)
-  assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
-  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
-  assert.doesNotMatch(stdout, /listening/i)
-})
-
-void test('the server refuses to start in production on the development secret or a short one', async () => {
-  for (const secret of [DEVELOPMENT_SECRET, secretOf(31)]) {
-    const { code, stderr } = await startMain({
-      NODE_ENV: 'production',
-      BETTER_AUTH_SECRET: secret,
-      PORT: '0',
-      DATABASE_URL: 'memory://',
-    })
-    assert.ok(code !== null && code !== 0, `exit code ${code}`)
-    assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
-    assert.ok(!stderr.includes(secret), 'the secret is not printed')
-  }
-})
-
-void test('with several bad variables the server stops with one message naming them all', async () => {
-  const bad = {
-    PORT: 'abc',
-    DATABASE_URL: 'mysql://x',
-    JWT_JWKS_URL: 'notaurl',
-    LOG_LEVEL: 'loud',
-    DATABASE_POOL_MAX: '0',
-    CORS_ORIGINS: 'not-an-origin',
-  }
-  const { code, stderr } = await startMain({ ...bad, NODE_ENV: 'production' })
-  assert.ok(code !== null && code !== 0, `exit code ${code}`)
-  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET'])
-    assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
-  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
 })
 
 void test('the per-user share follows DATABASE_POOL_MAX unless set, and MAX_TASKS_PER_USER=0 means no cap', () => {

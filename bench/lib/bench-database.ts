@@ -1,13 +1,11 @@
-// The benchmark's own data: a database created and dropped per run, migrated with the committed migrations,
+// The benchmark's own data: a database created and dropped per run (a copy of the tests' migrated template),
 // and seeded through SQL (generate_series) before every measurement so each starts from the same rows.
-import { randomBytes } from 'node:crypto'
 import { PGlite } from '@electric-sql/pglite'
-import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
-import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import pg from 'pg'
 import { MIGRATIONS_FOLDER } from '../../src/db/migrate.ts'
+import { createScratchDatabase, type ScratchDatabase } from '../../test/helpers/databases.ts'
 
 /** Anything that runs SQL text: a pg Pool or a PGlite instance. */
 export interface SqlRunner {
@@ -24,40 +22,34 @@ export interface Seed {
 }
 
 /** A database of the run's own on the server, dropped by `drop()` (also after a failed run). */
-export interface ServerDatabase {
-  name: string
-  url: string
+export interface ServerDatabase extends ScratchDatabase {
+  /** The harness's own connections (2), for seeding and counting. */
   pool: pg.Pool
   /** The pids of the server's backends serving this database for others than the harness (the servers under test). */
   backendPids(): Promise<number[]>
-  drop(): Promise<void>
 }
 
 const HARNESS_APPLICATION_NAME = 'tasks-bench-harness'
 
-/** Creates and migrates a database of its own on the server behind `adminUrl`. */
+/** Creates a migrated database of its own on the server behind `adminUrl`, with a pool for the harness. */
 export async function createServerDatabase(adminUrl: string): Promise<ServerDatabase> {
-  const name = `tasks_bench_${process.pid}_${randomBytes(3).toString('hex')}`
-  await adminQuery(adminUrl, `CREATE DATABASE "${name}"`)
-  const url = new URL(adminUrl)
-  url.pathname = `/${name}`
+  const scratch = await createScratchDatabase(adminUrl, { prefix: 'tasks_bench' })
   const pool = new pg.Pool({
-    connectionString: url.toString(),
+    connectionString: scratch.url,
     max: 2,
     statement_timeout: 600_000,
     application_name: HARNESS_APPLICATION_NAME,
   })
   pool.on('error', () => undefined)
-  await migratePg(drizzlePg({ client: pool }), { migrationsFolder: MIGRATIONS_FOLDER })
   let dropped = false
   return {
-    name,
-    url: url.toString(),
+    name: scratch.name,
+    url: scratch.url,
     pool,
     async backendPids() {
       const result = await pool.query<{ pid: number }>(
         `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND application_name <> $2`,
-        [name, HARNESS_APPLICATION_NAME],
+        [scratch.name, HARNESS_APPLICATION_NAME],
       )
       return result.rows.map((row) => row.pid)
     },
@@ -65,18 +57,8 @@ export async function createServerDatabase(adminUrl: string): Promise<ServerData
       if (dropped) return
       dropped = true
       await pool.end().catch(() => undefined)
-      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+      await scratch.drop()
     },
-  }
-}
-
-async function adminQuery(adminUrl: string, text: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 })
-  await client.connect()
-  try {
-    await client.query(text)
-  } finally {
-    await client.end()
   }
 }
 

@@ -1,10 +1,14 @@
-// The benchmark's settings: command-line flags, each with a BENCH_* environment variable as its fallback.
+// The benchmark's settings: command-line flags (node:util parseArgs). The main run's flags each have a BENCH_*
+// environment variable as their fallback; bench/fairness.ts takes flags only.
 import { isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 /** The repository root (bench/lib/ is two levels down). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+/** The local PostgreSQL server's superuser, where a run makes its database unless told another. */
+const DEFAULT_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 
 export const SCENARIOS = ['list', 'get', 'update', 'create', 'toggle', 'mixed'] as const
 export type Scenario = (typeof SCENARIOS)[number]
@@ -147,7 +151,7 @@ export function parseOptions(argv: readonly string[], env: Readonly<Record<strin
   const profile = read('profile')
   return {
     mode,
-    adminUrl: read('admin-url') ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    adminUrl: read('admin-url') ?? DEFAULT_ADMIN_URL,
     rounds: integer('rounds', 3, 1),
     // The scaling run makes 33 measurements: shorter periods keep it within minutes.
     warmupS: number('warmup', mode === 'scaling' ? 2 : 3, 0),
@@ -211,4 +215,64 @@ function parseFlags(argv: readonly string[]) {
 function fail(message: string): never {
   process.stderr.write(`bench: ${message}\n\n${HELP}`)
   process.exit(2)
+}
+
+/** The fairness run's settings (bench/fairness.ts). */
+export interface FairnessOptions {
+  /** Admin URL of the PostgreSQL server; the run creates and drops a database of its own there. */
+  adminUrl: string
+  /** The flooder's connections and how long it floods (s). */
+  connections: number
+  durationS: number
+  /** How many of its 2,000 tasks each of the flooder's list requests asks for (1–500). */
+  floodLimit: number
+  /** The server's DATABASE_* variables given by flags; the others keep the server's defaults. */
+  serverEnv: Record<string, string>
+}
+
+/** The server variables bench/fairness.ts may set, by flag. */
+const FAIRNESS_SERVER_FLAGS = {
+  pool: 'DATABASE_POOL_MAX',
+  'max-in-flight-per-user': 'DATABASE_MAX_IN_FLIGHT_PER_USER',
+  'per-user-wait-ms': 'DATABASE_PER_USER_WAIT_MS',
+} as const
+
+/**
+ * Parses bench/fairness.ts's flags: --admin-url, --connections (120), --seconds (10), --limit (500), and the server's
+ * --pool, --max-in-flight-per-user, --per-user-wait-ms. Throws on an unknown flag or a number that is not a positive
+ * integer.
+ */
+export function parseFairnessOptions(argv: readonly string[]): FairnessOptions {
+  const text = { type: 'string' } as const
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      'admin-url': text,
+      connections: text,
+      seconds: text,
+      limit: text,
+      pool: text,
+      'max-in-flight-per-user': text,
+      'per-user-wait-ms': text,
+    },
+  })
+  const positive = (name: 'connections' | 'seconds' | 'limit', fallback: number): number => {
+    const value = values[name] === undefined ? fallback : Number(values[name])
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`)
+    return value
+  }
+  const serverEnv: Record<string, string> = {}
+  for (const [flag, variable] of Object.entries(FAIRNESS_SERVER_FLAGS)) {
+    const value = values[flag as keyof typeof FAIRNESS_SERVER_FLAGS]
+    if (value !== undefined) serverEnv[variable] = value
+  }
+  return {
+    adminUrl: values['admin-url'] ?? DEFAULT_ADMIN_URL,
+    connections: positive('connections', 120),
+    durationS: positive('seconds', 10),
+    floodLimit: positive('limit', 500),
+    serverEnv,
+  }
 }

@@ -54,12 +54,14 @@ export async function temporaryDirectory(t: Scope): Promise<string> {
  * Starts `src/main.ts` with a clean environment (PORT=0 on 127.0.0.1, TEST_SECRET, info logs) plus `env`, in `cwd`.
  * Resolves once it logs that it listens; rejects if it exits first or takes over `startTimeoutMs` (default 120 s).
  * Then waits until /ready is 200, unless `waitForReady: false`. With `waitForListening: false` it resolves at once
- * (port 0 and an empty url: for a start that must fail).
+ * (port 0 and an empty url: for a start that must fail). With `exactEnv: true` the child's environment is `env` alone,
+ * without those defaults (a start whose refusal depends on what is unset).
  */
 export async function startServer(
   t: Scope,
   options: {
     env?: Record<string, string>
+    exactEnv?: boolean
     cwd: string
     waitForListening?: boolean
     waitForReady?: boolean
@@ -68,14 +70,16 @@ export async function startServer(
 ): Promise<ChildServer> {
   const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN], {
     cwd: options.cwd,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      BETTER_AUTH_SECRET: TEST_SECRET,
-      ...options.env,
-    },
+    env: options.exactEnv
+      ? { ...options.env }
+      : {
+          PATH: process.env.PATH ?? '',
+          HOST: '127.0.0.1',
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          BETTER_AUTH_SECRET: TEST_SECRET,
+          ...options.env,
+        },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: string[] = []

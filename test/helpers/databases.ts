@@ -7,7 +7,6 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
-import { after } from 'node:test'
 import pg from 'pg'
 import { openDatabase, wrapPglite, type Database } from '../../src/db/database.ts'
 import { applyMigrations, MIGRATIONS_FOLDER } from '../../src/db/migrate.ts'
@@ -71,48 +70,81 @@ function migratedPgliteDataDir(): Promise<Blob> {
   return pgliteTemplate
 }
 
-let serverTemplate: Promise<string> | undefined
+const serverTemplates = new Map<string, Promise<string>>()
 
 /**
- * The name of the migrated template database on the server: created once (under an advisory lock, migrated under
- * another name and renamed, so no file copies a half-migrated one) and kept for later runs.
+ * The name of the migrated template database on the server behind `adminUrl`: created once (under an advisory lock,
+ * migrated under another name and renamed, so no file copies a half-migrated one) and kept for later runs.
  */
-function migratedServerTemplate(): Promise<string> {
-  serverTemplate ??= withAdmin(async (admin) => {
-    const name = `tasks_test_template_${TEMPLATE_KEY}`
-    await admin.query('select pg_advisory_lock(hashtext($1))', [name])
-    const existing = await admin.query('select 1 from pg_database where datname = $1', [name])
-    if (existing.rowCount === 0) {
-      const building = `${name}_${process.pid}`
-      await admin.query(`DROP DATABASE IF EXISTS "${building}"`)
-      await admin.query(`CREATE DATABASE "${building}"`)
-      const database = await openServerDatabase(building, {})
-      await applyMigrations(database)
-      await database.close()
-      await admin.query(`ALTER DATABASE "${building}" RENAME TO "${name}"`)
-    }
-    await admin.query('select pg_advisory_unlock(hashtext($1))', [name])
-    return name
-  })
-  return serverTemplate
+function migratedServerTemplate(adminUrl: string): Promise<string> {
+  let template = serverTemplates.get(adminUrl)
+  if (template === undefined) {
+    template = withAdmin(async (admin) => {
+      const name = `tasks_test_template_${TEMPLATE_KEY}`
+      await admin.query('select pg_advisory_lock(hashtext($1))', [name])
+      const existing = await admin.query('select 1 from pg_database where datname = $1', [name])
+      if (existing.rowCount === 0) {
+        const building = `${name}_${process.pid}`
+        await admin.query(`DROP DATABASE IF EXISTS "${building}"`)
+        await admin.query(`CREATE DATABASE "${building}"`)
+        const database = await openServerDatabase(urlOf(adminUrl, building), {})
+        await applyMigrations(database)
+        await database.close()
+        await admin.query(`ALTER DATABASE "${building}" RENAME TO "${name}"`)
+      }
+      await admin.query('select pg_advisory_unlock(hashtext($1))', [name])
+      return name
+    }, adminUrl)
+    serverTemplates.set(adminUrl, template)
+  }
+  return template
 }
 
-function serverUrlOf(name: string): string {
-  if (TEST_DATABASE_URL === undefined) throw new Error('a server database needs TEST_DATABASE_URL')
-  const url = new URL(TEST_DATABASE_URL)
+/** The URL of database `name` on the server behind `adminUrl`. */
+function urlOf(adminUrl: string, name: string): string {
+  const url = new URL(adminUrl)
   url.pathname = `/${name}`
   return url.toString()
 }
 
-function openServerDatabase(name: string, options: ServerDatabaseOptions): Promise<Database> {
+function openServerDatabase(url: string, options: ServerDatabaseOptions): Promise<Database> {
   return openDatabase(
-    { kind: 'postgres', url: serverUrlOf(name) },
+    { kind: 'postgres', url },
     {
       poolMax: options.poolMax ?? 20,
       statementTimeoutMs: options.statementTimeoutMs ?? 5000,
       connectTimeoutMs: options.connectTimeoutMs ?? 5000,
     },
   )
+}
+
+/** A database of its own on a PostgreSQL server, by name and URL, and how to remove it. */
+export interface ScratchDatabase {
+  name: string
+  url: string
+  /** Removes the database, ending any connection still open to it (WITH (FORCE)). */
+  drop(): Promise<void>
+}
+
+/**
+ * Creates a database on the server behind `adminUrl` (a superuser URL), named `<prefix>_<pid>_<random>`: a copy of
+ * the migrated template, or empty with `migrate: false` (as on a first start). The tests and the benchmark both make
+ * theirs here.
+ */
+export async function createScratchDatabase(
+  adminUrl: string,
+  options: { migrate?: boolean; prefix?: string } = {},
+): Promise<ScratchDatabase> {
+  const name = `${options.prefix ?? 'tasks_test'}_${process.pid}_${randomBytes(4).toString('hex')}`
+  const template = options.migrate === false ? '' : ` TEMPLATE "${await migratedServerTemplate(adminUrl)}"`
+  await withAdmin((admin) => admin.query(`CREATE DATABASE "${name}"${template}`), adminUrl)
+  return {
+    name,
+    url: urlOf(adminUrl, name),
+    async drop() {
+      await withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`), adminUrl)
+    },
+  }
 }
 
 /**
@@ -130,78 +162,25 @@ export async function createTestDatabase(
     const database = wrapPglite(client)
     return { database, url: null, drop: () => database.close() }
   }
-  const name = `tasks_test_${process.pid}_${randomBytes(4).toString('hex')}`
-  const template = options.migrate === false ? '' : ` TEMPLATE "${await migratedServerTemplate()}"`
-  await withAdmin((admin) => admin.query(`CREATE DATABASE "${name}"${template}`))
-  const database = await openServerDatabase(name, options)
+  const scratch = await createScratchDatabase(TEST_DATABASE_URL, options)
+  const database = await openServerDatabase(scratch.url, options)
   return {
     database,
-    url: serverUrlOf(name),
+    url: scratch.url,
     async drop() {
       await database.close()
-      await withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`))
+      await scratch.drop()
     },
   }
 }
 
-let fileDatabase: { testDatabase: Promise<TestDatabase>; closedByTest: boolean } | undefined
-
-// Registered when this module is imported (the test file's top level), so it runs once, after the file's last test.
-// An `after` called inside a running test attaches to that test: the database would go under the next test.
-after(async () => {
-  const testDatabase = await fileDatabase?.testDatabase.catch(() => undefined)
-  await testDatabase?.drop()
-})
-
-/**
- * The test file's database, emptied: every table truncated and its identities restarted, so a test sees what a
- * fresh migrated database shows (task ids from 1) at the cost of one statement. Tests in a file run one at a time.
- * A test that closes it gets it replaced for the next one.
- */
-export async function emptiedFileDatabase(): Promise<Database> {
-  if (fileDatabase?.closedByTest === true) {
-    const spent = await fileDatabase.testDatabase
-    await spent.drop()
-    fileDatabase = undefined
-  }
-  const current = (fileDatabase ??= { testDatabase: createTestDatabase(), closedByTest: false })
-  const { database } = await current.testDatabase
-  const truncate = await truncateStatements(database)
-  if (database.kind === 'pglite') await database.client.exec(truncate)
-  else await database.pool.query(truncate)
-  return {
-    ...database,
-    async close() {
-      current.closedByTest = true
-      await database.close()
-    },
-  }
-}
-
-let truncates: string | undefined
-
-/**
- * One TRUNCATE per migrated table (drizzle's own bookkeeping lives in its `drizzle` schema). One statement each: a
- * table's TRUNCATE trigger may empty another table (tasks empties task_counts), which one statement naming both
- * refuses.
- */
-async function truncateStatements(database: Database): Promise<string> {
-  const query =
-    "select format('TRUNCATE %I RESTART IDENTITY;', tablename) as name from pg_tables where schemaname = 'public'"
-  truncates ??= (
-    database.kind === 'pglite'
-      ? (await database.client.query<{ name: string }>(query)).rows
-      : (await database.pool.query<{ name: string }>(query)).rows
-  )
-    .map((row) => row.name)
-    .join(' ')
-  return truncates
-}
-
-/** Runs `work` on a fresh superuser connection to the server (TEST_DATABASE_URL), closed after. */
-export async function withAdmin<T>(work: (admin: pg.Client) => Promise<T>): Promise<T> {
-  if (TEST_DATABASE_URL === undefined) throw new Error('withAdmin needs TEST_DATABASE_URL')
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL })
+/** Runs `work` on a fresh superuser connection to the server at `adminUrl` (TEST_DATABASE_URL), closed after. */
+export async function withAdmin<T>(
+  work: (admin: pg.Client) => Promise<T>,
+  adminUrl: string | undefined = TEST_DATABASE_URL,
+): Promise<T> {
+  if (adminUrl === undefined) throw new Error('withAdmin needs TEST_DATABASE_URL')
+  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 10_000 })
   await admin.connect()
   try {
     return await work(admin)

@@ -1,14 +1,69 @@
 // buildTestApp(t): the real app on the test file's database, emptied for the test, with its log lines captured.
+// The file's database is made on first use and dropped after the file's last test.
 import { connect } from 'node:net'
 import { Writable } from 'node:stream'
-import type { TestContext } from 'node:test'
+import { after, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../../src/app.ts'
 import type { TokenVerifier } from '../../src/auth/token-verifier.ts'
 import type { Config } from '../../src/config.ts'
 import type { Database } from '../../src/db/database.ts'
-import { emptiedFileDatabase } from './databases.ts'
+import { createTestDatabase, type TestDatabase } from './databases.ts'
 import { TEST_SECRET } from './tokens.ts'
+
+let fileDatabase: { testDatabase: Promise<TestDatabase>; closedByTest: boolean } | undefined
+
+// Registered when this module is imported (the test file's top level), so it runs once, after the file's last test.
+// An `after` called inside a running test attaches to that test: the database would go under the next test.
+after(async () => {
+  const testDatabase = await fileDatabase?.testDatabase.catch(() => undefined)
+  await testDatabase?.drop()
+})
+
+/**
+ * The test file's database, emptied: every table truncated and its identities restarted, so a test sees what a
+ * fresh migrated database shows (task ids from 1) at the cost of one statement. Tests in a file run one at a time.
+ * A test that closes it gets it replaced for the next one.
+ */
+async function emptiedFileDatabase(): Promise<Database> {
+  if (fileDatabase?.closedByTest === true) {
+    const spent = await fileDatabase.testDatabase
+    await spent.drop()
+    fileDatabase = undefined
+  }
+  const current = (fileDatabase ??= { testDatabase: createTestDatabase(), closedByTest: false })
+  const { database } = await current.testDatabase
+  const truncate = await truncateStatements(database)
+  if (database.kind === 'pglite') await database.client.exec(truncate)
+  else await database.pool.query(truncate)
+  return {
+    ...database,
+    async close() {
+      current.closedByTest = true
+      await database.close()
+    },
+  }
+}
+
+let truncates: string | undefined
+
+/**
+ * One TRUNCATE per migrated table (drizzle's own bookkeeping lives in its `drizzle` schema). One statement each: a
+ * table's TRUNCATE trigger may empty another table (tasks empties task_counts), which one statement naming both
+ * refuses.
+ */
+async function truncateStatements(database: Database): Promise<string> {
+  const query =
+    "select format('TRUNCATE %I RESTART IDENTITY;', tablename) as name from pg_tables where schemaname = 'public'"
+  truncates ??= (
+    database.kind === 'pglite'
+      ? (await database.client.query<{ name: string }>(query)).rows
+      : (await database.pool.query<{ name: string }>(query)).rows
+  )
+    .map((row) => row.name)
+    .join(' ')
+  return truncates
+}
 
 /** A configuration for tests: memory database (ignored: the test database is passed in), TEST_SECRET, info logs. */
 export function testConfig(overrides: Partial<Config> = {}): Config {
@@ -41,6 +96,16 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     sendTimeoutMs: 30_000,
     ...overrides,
   }
+}
+
+/** Six variables loadConfig refuses, each for a different rule: a start with them must name every one. */
+export const SEVERAL_BAD_VARIABLES: Readonly<Record<string, string>> = {
+  PORT: 'abc',
+  DATABASE_URL: 'mysql://x',
+  JWT_JWKS_URL: 'notaurl',
+  LOG_LEVEL: 'loud',
+  DATABASE_POOL_MAX: '0',
+  CORS_ORIGINS: 'not-an-origin',
 }
 
 /** The app under test, its database, and every log line it wrote (JSON text). */

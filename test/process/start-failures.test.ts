@@ -1,14 +1,18 @@
 // Failures at start, each caused for real, must end with exit 1 and one line on stderr naming the cause (no stack
-// trace); a symbolically linked ./.data is followed. Real child processes (src/main.ts); mounts need root.
+// trace); a configuration API.md refuses stops the start with a message naming every bad variable; a symbolically
+// linked ./.data is followed. Real child processes (src/main.ts); mounts need root.
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
+import { DEVELOPMENT_SECRET } from '../../src/config.ts'
 import { startServer, temporaryDirectory, type ChildServer } from '../helpers/child-server.ts'
 import { TEST_DATABASE_URL, withAdmin } from '../helpers/databases.ts'
 import { mountTmpfs, remountReadOnly } from '../helpers/mounts.ts'
+import { SEVERAL_BAD_VARIABLES } from '../helpers/test-app.ts'
 import { tokenFor } from '../helpers/tokens.ts'
 
 /** The server's exit code and its stderr, which must be exactly one line without a stack trace. */
@@ -19,6 +23,60 @@ async function oneLineExit(server: ChildServer): Promise<{ code: number | null; 
   assert.doesNotMatch(server.stderr(), /\n\s+at |ErrnoError \{/, 'no stack trace')
   return { code, line: lines[0] ?? '' }
 }
+
+/**
+ * Starts src/main.ts with exactly `env` in an empty directory (so no `.env` is read); its exit code (null when it has
+ * not exited by itself within 30 s), stderr, and stdout.
+ */
+async function refusedStart(
+  t: TestContext,
+  env: Record<string, string>,
+): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const server = await startServer(t, {
+    cwd: await temporaryDirectory(t),
+    env,
+    exactEnv: true,
+    waitForListening: false,
+  })
+  const exit = await Promise.race([server.exited, sleep(30_000, null, { ref: false })])
+  return { code: exit?.code ?? null, stderr: server.stderr(), stdout: server.logs.join('\n') }
+}
+
+test('the server refuses to start in production without a secret, naming BETTER_AUTH_SECRET', async (t) => {
+  const { code, stderr, stdout } = await refusedStart(t, {
+    NODE_ENV: 'production',
+    PORT: '0',
+    DATABASE_URL: 'memory://',
+  })
+  assert.notEqual(code, null, 'it exits by itself')
+  assert.notEqual(code, 0)
+  assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
+  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
+  assert.doesNotMatch(stdout, /listening/i)
+})
+
+test('the server refuses to start in production on the development secret or a short one', async (t) => {
+  for (const secret of [DEVELOPMENT_SECRET, 'k'.repeat(31)]) {
+    const { code, stderr } = await refusedStart(t, {
+      NODE_ENV: 'production',
+      BETTER_AUTH_SECRET: secret,
+      PORT: '0',
+      DATABASE_URL: 'memory://',
+    })
+    assert.ok(code !== null && code !== 0, `exit code ${code}`)
+    assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
+    assert.ok(!stderr.includes(secret), 'the secret is not printed')
+  }
+})
+
+test('with several bad variables the server stops with one message naming them all', async (t) => {
+  const bad = SEVERAL_BAD_VARIABLES
+  const { code, stderr } = await refusedStart(t, { ...bad, NODE_ENV: 'production' })
+  assert.ok(code !== null && code !== 0, `exit code ${code}`)
+  for (const name of [...Object.keys(bad), 'BETTER_AUTH_SECRET'])
+    assert.match(stderr, new RegExp(name), `${name} in: ${stderr}`)
+  assert.doesNotMatch(stderr, /\n\s+at /, 'a message, not a stack trace')
+})
 
 test('a symbolic link as ./.data is followed: the database lives in its target', async (t) => {
   const directory = await temporaryDirectory(t)

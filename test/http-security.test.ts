@@ -240,6 +240,9 @@ void describe('with two CORS origins configured, one app', () => {
       const response = await app.inject(request)
       assert.deepEqual([response.statusCode, response.json()], [status, { detail }], request.url)
       assert.equal(response.headers['access-control-allow-origin'], ALLOWED, `${request.url} ${status}`)
+      // A page reads WWW-Authenticate only when CORS exposes it: it tells "refresh the token" from "sign in".
+      if (status === 401)
+        assert.ok(listHeader(response, 'access-control-expose-headers').includes('www-authenticate'), detail)
     }
   })
 

@@ -56,7 +56,16 @@ export async function installSecurityHeaders(app: FastifyInstance, config: Pick<
     origin: [...config.corsOrigins],
     methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'Idempotency-Key', 'If-Match'],
-    exposedHeaders: ['X-Total-Count', 'Location', 'X-Request-Id', 'Retry-After', 'ETag', 'Idempotent-Replayed'],
+    // WWW-Authenticate lets a page tell an expired or refused token (refresh it) from a missing one (RFC 6750 §3).
+    exposedHeaders: [
+      'X-Total-Count',
+      'Location',
+      'X-Request-Id',
+      'Retry-After',
+      'ETag',
+      'Idempotent-Replayed',
+      'WWW-Authenticate',
+    ],
     // Bearer tokens travel in a header, never in cookies: no credentialed CORS needed.
     credentials: false,
     maxAge: 600,

@@ -46,7 +46,8 @@ export function createTasksClient(options: TasksClientOptions): TasksClient {
   const client = createClient<paths>({
     baseUrl: options.baseUrl,
     credentials: 'omit',
-    fetch: options.fetch,
+    // Left out when absent: consumers compile this source, maybe with exactOptionalPropertyTypes (client/tsconfig.json)
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   })
   client.use(bearerTokenMiddleware(options.getToken))
   return client

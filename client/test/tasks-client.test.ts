@@ -103,9 +103,9 @@ void describe('the typed client, against the service over HTTP', () => {
     const { api } = clientFor('client-if-match')
     const created = await api.POST('/api/tasks', { body: { title: 'Draft' } })
     const id = created.data?.id ?? assert.fail('no task created')
-    const staleEtag = etagOf(created.response) ?? assert.fail('no ETag on the created task')
+    const staleEtag = etagOf(created.response)
     const edited = await api.PUT('/api/tasks/{id}', { params: { path: { id } }, body: { title: 'Edited elsewhere' } })
-    const currentEtag = etagOf(edited.response) ?? assert.fail('no ETag on the edited task')
+    const currentEtag = etagOf(edited.response)
 
     const stale = await api.PUT('/api/tasks/{id}', {
       params: { path: { id }, header: { 'if-match': staleEtag } },
@@ -214,6 +214,7 @@ void describe('the typed client, against the service over HTTP', () => {
     const read = await bob.GET('/api/tasks/{id}', { params: { path: { id } } })
     assert.equal(read.response.status, 404)
     assert.deepEqual(read.error, { detail: 'Task not found' })
+    assert.throws(() => etagOf(read.response), /404 response .* carries no readable ETag/, 'no If-Match from a 404')
     const deleted = await bob.DELETE('/api/tasks/{id}', { params: { path: { id } } })
     assert.equal(deleted.response.status, 404)
     const list = await bob.GET('/api/tasks')

@@ -152,6 +152,17 @@ void describe('the typed client, against the service over HTTP', () => {
     assert.equal(sent.length, 2, 'the request and one retry, no more')
   })
 
+  void test('a refreshed token of null (signed out meanwhile): resent without Authorization, Not authenticated', async () => {
+    const user = 'client-signed-out-meanwhile'
+    const { api, getTokenCalls, sent } = clientWith(async (call) => (call === 0 ? expiredTokenFor(user) : null))
+    const { error, response } = await api.GET('/api/tasks')
+    assert.equal(response.status, 401)
+    assert.deepEqual(error, { detail: 'Not authenticated' })
+    assert.equal(getTokenCalls(), 2)
+    assert.equal(sent.length, 2)
+    assert.equal(sent[1]?.authorization, null, 'the refused token is not sent again')
+  })
+
   void test('requests refused together with one expired token share one getToken call', async () => {
     const user = 'client-concurrent'
     // The refresh takes a while, so the other requests' 401s arrive while it is in flight.

@@ -42,8 +42,14 @@ const generated = await generatedSchema()
 if (process.argv.includes('--check')) {
   const committed = await readFile(SCHEMA_FILE, 'utf8').catch(() => '')
   if (committed !== generated) {
+    const committedLines = committed.split('\n')
+    const generatedLines = generated.split('\n')
+    let line = 0
+    while (committedLines[line] === generatedLines[line]) line++
     process.stderr.write(
-      'client/src/schema.ts is out of date with the OpenAPI document: run `npm run client:generate` and commit it.\n',
+      'client/src/schema.ts is out of date with the OpenAPI document: run `npm run client:generate` and commit it.\n' +
+        `First difference, line ${line + 1}:\n  committed: ${committedLines[line] ?? '(end of file)'}\n` +
+        `  generated: ${generatedLines[line] ?? '(end of file)'}\n`,
     )
     process.exit(1)
   }

@@ -46,7 +46,8 @@ export function createTasksClient(options: TasksClientOptions): TasksClient {
   const client = createClient<paths>({
     baseUrl: options.baseUrl,
     credentials: 'omit',
-    fetch: options.fetch,
+    // Left out when absent: consumers compile this source, maybe with exactOptionalPropertyTypes (client/tsconfig.json)
+    ...(options.fetch === undefined ? {} : { fetch: options.fetch }),
   })
   client.use(bearerTokenMiddleware(options.getToken))
   return client
@@ -108,13 +109,19 @@ export function newIdempotencyKey(): string {
   return crypto.randomUUID()
 }
 
-/** The `ETag` of a task response (what `If-Match` takes to make a write conditional), or null when there is none. */
-export function etagOf(response: Response): string | null {
-  return response.headers.get('ETag')
+/**
+ * The `ETag` of a task response: what a write's `If-Match` takes, as is (`header: { 'if-match': etagOf(response) }`).
+ * @throws Error when the response has none (an error answer, or a proxy that dropped it): a write meant to be
+ *   conditional must not silently become unconditional.
+ */
+export function etagOf(response: Response): string {
+  const etag = response.headers.get('ETag')
+  if (etag === null) throw new Error(`the ${response.status} response to ${response.url} carries no readable ETag`)
+  return etag
 }
 
-/** `X-Total-Count` of a `GET /api/tasks` response: how many tasks match its filter (all pages); null when absent. */
-export function totalCountOf(response: Response): number | null {
+/** `X-Total-Count` of a `GET /api/tasks` response: how many tasks match its filter, on every page; else undefined. */
+export function totalCountOf(response: Response): number | undefined {
   const value = response.headers.get('X-Total-Count')
-  return value === null || !/^\d+$/.test(value) ? null : Number(value)
+  return value === null || !/^\d+$/.test(value) ? undefined : Number(value)
 }

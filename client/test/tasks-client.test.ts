@@ -1,12 +1,16 @@
 // The typed client against the real service over real HTTP: the app built in-process on the test database (PGlite,
 // or the PostgreSQL server with TEST_DATABASE_URL), listening on loopback, and tokens really signed. Each test has
-// users of its own, so the tests share one app.
+// users of its own, so the tests share one app. Last, the getToken the README recommends, with Better Auth's real
+// browser client (`better-auth/client` and jwtClient()) against a real Better Auth server.
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
-import { listenOnLoopback, openTestApp, type TestApp } from '../../test/helpers/test-app.ts'
+import { createAuthClient } from 'better-auth/client'
+import { jwtClient } from 'better-auth/client/plugins'
+import { SESSION_TOKEN_COOKIE, startBetterAuth } from '../../test/helpers/better-auth.ts'
+import { buildTestApp, listenOnLoopback, openTestApp, type TestApp } from '../../test/helpers/test-app.ts'
 import { nowS, signHs256, tokenFor } from '../../test/helpers/tokens.ts'
 import { createTasksClient, etagOf, newIdempotencyKey, totalCountOf, type TasksClient } from '../src/index.ts'
 
@@ -99,9 +103,9 @@ void describe('the typed client, against the service over HTTP', () => {
     const { api } = clientFor('client-if-match')
     const created = await api.POST('/api/tasks', { body: { title: 'Draft' } })
     const id = created.data?.id ?? assert.fail('no task created')
-    const staleEtag = etagOf(created.response) ?? assert.fail('no ETag on the created task')
+    const staleEtag = etagOf(created.response)
     const edited = await api.PUT('/api/tasks/{id}', { params: { path: { id } }, body: { title: 'Edited elsewhere' } })
-    const currentEtag = etagOf(edited.response) ?? assert.fail('no ETag on the edited task')
+    const currentEtag = etagOf(edited.response)
 
     const stale = await api.PUT('/api/tasks/{id}', {
       params: { path: { id }, header: { 'if-match': staleEtag } },
@@ -146,6 +150,17 @@ void describe('the typed client, against the service over HTTP', () => {
     assert.equal(response.headers.get('WWW-Authenticate'), 'Bearer error="invalid_token"')
     assert.equal(getTokenCalls(), 2, 'the first token, then one refresh')
     assert.equal(sent.length, 2, 'the request and one retry, no more')
+  })
+
+  void test('a refreshed token of null (signed out meanwhile): resent without Authorization, Not authenticated', async () => {
+    const user = 'client-signed-out-meanwhile'
+    const { api, getTokenCalls, sent } = clientWith(async (call) => (call === 0 ? expiredTokenFor(user) : null))
+    const { error, response } = await api.GET('/api/tasks')
+    assert.equal(response.status, 401)
+    assert.deepEqual(error, { detail: 'Not authenticated' })
+    assert.equal(getTokenCalls(), 2)
+    assert.equal(sent.length, 2)
+    assert.equal(sent[1]?.authorization, null, 'the refused token is not sent again')
   })
 
   void test('requests refused together with one expired token share one getToken call', async () => {
@@ -210,6 +225,7 @@ void describe('the typed client, against the service over HTTP', () => {
     const read = await bob.GET('/api/tasks/{id}', { params: { path: { id } } })
     assert.equal(read.response.status, 404)
     assert.deepEqual(read.error, { detail: 'Task not found' })
+    assert.throws(() => etagOf(read.response), /404 response .* carries no readable ETag/, 'no If-Match from a 404')
     const deleted = await bob.DELETE('/api/tasks/{id}', { params: { path: { id } } })
     assert.equal(deleted.response.status, 404)
     const list = await bob.GET('/api/tasks')
@@ -225,4 +241,29 @@ void describe('the typed client, against the service over HTTP', () => {
     assert.equal(getTokenCalls(), 0)
     assert.equal(sent[0]?.authorization, null)
   })
+})
+
+void test("getToken as authClient.token() of Better Auth's client: tasks are created and listed as that user", async (t) => {
+  const betterAuth = await startBetterAuth(t)
+  const user = await betterAuth.signUp({ email: 'client-ba@example.com', name: 'Ada' })
+  const { app } = await buildTestApp(t, { config: { jwksUrl: betterAuth.jwksUrl } })
+  const baseUrl = `http://127.0.0.1:${await listenOnLoopback(app)}`
+
+  // In a browser the session cookie rides along by itself (credentials: 'include'); Node's fetch keeps no cookies.
+  const authClient = createAuthClient({
+    baseURL: betterAuth.baseURL,
+    plugins: [jwtClient()],
+    fetchOptions: { headers: { cookie: `${SESSION_TOKEN_COOKIE}=${user.sessionTokenCookie}` } },
+  })
+  let calls = 0
+  const api = createTasksClient({
+    baseUrl,
+    getToken: async () => (calls++, (await authClient.token()).data?.token ?? null),
+  })
+  const created = await api.POST('/api/tasks', { body: { title: 'From Better Auth' } })
+  assert.equal(created.response.status, 201)
+  assert.equal(created.data?.user_id, user.id)
+  const list = await api.GET('/api/tasks')
+  assert.equal(totalCountOf(list.response), 1)
+  assert.equal(calls, 1)
 })

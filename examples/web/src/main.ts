@@ -146,7 +146,7 @@ async function startEditing(item: HTMLLIElement, task: Task): Promise<string | u
     await loadTasks()
     return `Cannot edit: ${messageOf(error)}`
   }
-  const etag = etagOf(response) ?? '*'
+  const etag = etagOf(response)
   const form = document.createElement('form')
   const input = document.createElement('input')
   input.name = 'title'

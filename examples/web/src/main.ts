@@ -70,6 +70,7 @@ async function showSession(email: string | undefined): Promise<void> {
   signedOut.hidden = email !== undefined
   signedIn.hidden = email === undefined
   taskList.replaceChildren()
+  element('total').textContent = ''
   if (email === undefined) {
     api = undefined
     return

@@ -16,7 +16,7 @@ const QUERY_BUILDER = {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'migrations/', '.data/'] },
+  { ignores: ['node_modules/', '**/dist/', 'migrations/', '.data/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

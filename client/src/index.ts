@@ -92,7 +92,10 @@ function bearerTokenMiddleware(getToken: () => Promise<string | null>): Middlewa
       const retry = attempt.copy
       if (bearer === null) retry.headers.delete('Authorization')
       else retry.headers.set('Authorization', `Bearer ${bearer}`)
-      return options.fetch(retry)
+      // openapi-fetch's fetch is the page's own, unbound: called as a method of `options`, a browser throws
+      // "Illegal invocation" (Node does not care), so it is called on its own.
+      const send = options.fetch
+      return send(retry)
     },
   }
 }

@@ -1,5 +1,6 @@
-// A real Better Auth instance (the `better-auth` package, memory adapter) served on a loopback port, and users signed
-// up through its HTTP handler with the tokens a frontend would forward to this service.
+// A real Better Auth instance (the `better-auth` package, memory adapter) served on a loopback port, with a page's
+// files beside it when a browser test needs one, and users signed up through its HTTP handler with the tokens a
+// frontend would forward to this service.
 //
 // What Better Auth 1.7 really sends (checked against the running package):
 // - `GET /api/auth/token` → `{"token": <JWT>}`, signed with the JWKS key (`alg` from `jwks.keyPairConfig`, EdDSA by
@@ -62,6 +63,17 @@ export interface BetterAuthServer {
   issueToken(user: BetterAuthUser): Promise<string>
   /** Better Auth's stored signing keys now (the memory adapter's `jwks` rows): a test can end a key's life here. */
   storedKeys(): StoredKey[]
+  /**
+   * Files served beside Better Auth, by path (a page on Better Auth's origin, as in a real app): a GET outside
+   * /api/auth for a path in this map gets the file, any other GET 404. Empty at start.
+   */
+  pageFiles: Map<string, { contentType: string; body: string }>
+  /**
+   * Serves the same handler (Better Auth and the page files) on another loopback port too, closed after the test:
+   * the origin of that port, a second origin for the same page. Cookies ignore ports, so a browser signed in on one
+   * is signed in on both.
+   */
+  listenOnAnotherPort(): Promise<string>
 }
 
 /** A row of Better Auth's `jwks` table: its id is the `kid`. */
@@ -79,6 +91,8 @@ export interface BetterAuthOptions {
    * then a new one is made on the next token, and the old one stays in the key set for `gracePeriod` more.
    */
   rotation?: { rotationInterval: number; gracePeriod: number }
+  /** The jwt() plugin's token lifetime (`jwt.expirationTime`, e.g. `'5s'`); unset keeps Better Auth's 15 min. */
+  expirationTime?: string
 }
 
 /** The memory adapter's tables; the adapter may replace a table's array, so read them through this object. */
@@ -94,6 +108,10 @@ function createAuth(
     ...(options.alg === undefined ? {} : { keyPairConfig: { alg: options.alg } }),
     ...(options.rotation ?? {}),
   }
+  const jwtOptions = {
+    ...(Object.keys(jwks).length === 0 ? {} : { jwks }),
+    ...(options.expirationTime === undefined ? {} : { jwt: { expirationTime: options.expirationTime } }),
+  }
   return betterAuth({
     baseURL,
     secret: TEST_SECRET,
@@ -107,7 +125,7 @@ function createAuth(
       },
     },
     session: { cookieCache: { enabled: true, strategy: 'jwt' } },
-    plugins: [jwt(Object.keys(jwks).length === 0 ? {} : { jwks }), bearer()],
+    plugins: [jwt(jwtOptions), bearer()],
     telemetry: { enabled: false },
   })
 }
@@ -115,18 +133,19 @@ function createAuth(
 /** Starts Better Auth on 127.0.0.1 (a free port) with TEST_SECRET as its secret; it is closed after the test. */
 export async function startBetterAuth(t: TestContext, options: BetterAuthOptions = {}): Promise<BetterAuthServer> {
   // The base URL needs the port: listen first (nobody knows the port yet), then attach Better Auth's handler.
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(async () => {
-    server.closeAllConnections()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const baseURL = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const baseURL = await serveOnLoopback(t, (request, response) => handle(request, response))
   const verificationTokens = new Map<string, string>()
   const tables: MemoryTables = { user: [], session: [], account: [], verification: [], jwks: [] }
   const auth = createAuth(baseURL, options, verificationTokens, tables)
-  const handler = toNodeHandler(auth)
-  server.on('request', (request: IncomingMessage, response: ServerResponse) => void handler(request, response))
+  const authHandler = toNodeHandler(auth)
+  const pageFiles: BetterAuthServer['pageFiles'] = new Map()
+  function handle(request: IncomingMessage, response: ServerResponse): void {
+    const path = new URL(request.url ?? '/', baseURL).pathname
+    if (path.startsWith('/api/auth/') || request.method !== 'GET') return void authHandler(request, response)
+    const file = pageFiles.get(path)
+    if (file === undefined) return void response.writeHead(404).end()
+    response.writeHead(200, { 'content-type': file.contentType, 'cache-control': 'no-store' }).end(file.body)
+  }
 
   async function signUp(user: { email: string; name: string; password?: string }): Promise<BetterAuthUser> {
     // Better Auth's CSRF check refuses a POST without Origin (403 MISSING_OR_NULL_ORIGIN), as a browser would send it.
@@ -186,7 +205,23 @@ export async function startBetterAuth(t: TestContext, options: BetterAuthOptions
     signUp,
     issueToken: (user) => tokenWithSession(user.sessionTokenCookie),
     storedKeys: () => tables.jwks as StoredKey[],
+    pageFiles,
+    listenOnAnotherPort: () => serveOnLoopback(t, handle),
   }
+}
+
+/** An HTTP server for `handler` on a free 127.0.0.1 port, closed after the test; its origin. */
+async function serveOnLoopback(
+  t: TestContext,
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+): Promise<string> {
+  const server = createServer(handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.after(async () => {
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
 /** A loopback HTTP proxy in front of a key-set URL that a test can count, slow down and stop. */

@@ -166,8 +166,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
 
   // An empty value counts as unset, as for every variable (an uncommented `BETTER_AUTH_SECRET=` in .env). Unset, HS256
   // uses the development value, unless a key set is configured: then HS256 is off (hs256-only-when-configured.md).
-  const secretSet = env.BETTER_AUTH_SECRET !== undefined && env.BETTER_AUTH_SECRET !== ''
-  const secret = secretSet ? (env.BETTER_AUTH_SECRET ?? null) : jwksUrl === null ? DEVELOPMENT_SECRET : null
+  const givenSecret = env.BETTER_AUTH_SECRET === '' ? undefined : env.BETTER_AUTH_SECRET
+  const secret = givenSecret ?? (jwksUrl === null ? DEVELOPMENT_SECRET : null)
   if (production && secret === DEVELOPMENT_SECRET) {
     problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
   } else if (production && secret !== null && secret.length < 32) {

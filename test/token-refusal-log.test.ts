@@ -2,13 +2,14 @@
 // code (and the claim, or the expected and received values, where they help), and never with the token or its
 // signature; a request without credentials is not logged as a refused token. HS256 is refused in a JWKS-only
 // deployment (JWT_JWKS_URL without BETTER_AUTH_SECRET), even signed with the public development secret.
-// Tokens are really signed; the key set is a real HTTP server on loopback.
+// Tokens are really signed; the key set is a real HTTP server on loopback, or the real Better Auth.
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { after, before, describe, test, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { SignJWT, type JWTPayload } from 'jose'
 import { DEVELOPMENT_SECRET, loadConfig, type Config } from '../src/config.ts'
+import { startBetterAuth } from './helpers/better-auth.ts'
 import { assertNoTokenNorStack, parseLogLines } from './helpers/logs.ts'
 import { buildTestApp } from './helpers/test-app.ts'
 import { createTestKey, nowS, signHs256, signWithKey, startJwksServer, type TestKey } from './helpers/tokens.ts'
@@ -281,6 +282,24 @@ describe('HS256 only when asked for', () => {
       alg: 'EdDSA',
     })
   })
+})
+
+test('the issue’s misconfiguration with the real Better Auth: JWT_ISSUER=http://localhost:<port> and tokens from http://127.0.0.1:<port> log issuer_mismatch with both', async (t) => {
+  const betterAuth = await startBetterAuth(t)
+  const origin = new URL(betterAuth.baseURL).origin
+  assert.match(origin, /^http:\/\/127\.0\.0\.1:\d+$/)
+  const misconfigured = origin.replace('127.0.0.1', 'localhost')
+  const user = await betterAuth.signUp({ email: 'erin@example.com', name: 'Erin' })
+  const { app, logs } = await buildTestApp(t, {
+    config: { jwksUrl: betterAuth.jwksUrl, issuer: misconfigured, audiences: [origin] },
+  })
+  allLogs.push(logs)
+  await expectLogged(app, logs, `Bearer ${user.jwt}`, {
+    reason: 'issuer_mismatch',
+    expected: misconfigured,
+    received: origin,
+  })
+  sentTokens.add(user.sessionData)
 })
 
 test('no token, nor its signature, appears in any log line of this file', (t) => {

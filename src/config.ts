@@ -17,8 +17,11 @@ export interface Config {
   host: string
   /** `DATABASE_URL`: unset → PGlite in `./.data`, `memory://` → PGlite in memory, `postgres(ql)://` → server. */
   database: DatabaseTarget
-  /** HS256 shared secret (`BETTER_AUTH_SECRET`), as its raw UTF-8 bytes' source string. */
-  betterAuthSecret: string
+  /**
+   * HS256 shared secret (`BETTER_AUTH_SECRET`), as its raw UTF-8 bytes' source string; null turns HS256 off: when
+   * `JWT_JWKS_URL` is set and the secret is not, so the public development value never opens a JWKS deployment.
+   */
+  betterAuthSecret: string | null
   /** True when `betterAuthSecret` is the public development value (a warning is logged at start). */
   usingDevelopmentSecret: boolean
   /** `JWT_JWKS_URL`: where asymmetric keys come from; null disables asymmetric tokens. */
@@ -144,15 +147,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
 
   const production = read('NODE_ENV')?.toLowerCase() === 'production'
 
-  // An empty value counts as unset, as for every variable (an uncommented `BETTER_AUTH_SECRET=` in .env).
-  const secret =
-    env.BETTER_AUTH_SECRET === undefined || env.BETTER_AUTH_SECRET === '' ? DEVELOPMENT_SECRET : env.BETTER_AUTH_SECRET
-  if (production && secret === DEVELOPMENT_SECRET) {
-    problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
-  } else if (production && secret.length < 32) {
-    problems.push('BETTER_AUTH_SECRET must be at least 32 characters in production')
-  }
-
   let database: DatabaseTarget = { kind: 'pglite', dataDir: './.data' }
   const databaseUrl = read('DATABASE_URL')
   if (databaseUrl !== undefined) {
@@ -168,6 +162,16 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): R
     if (URL.canParse(rawJwksUrl) && ['http:', 'https:'].includes(new URL(rawJwksUrl).protocol))
       jwksUrl = new URL(rawJwksUrl)
     else problems.push(`JWT_JWKS_URL must be an http(s) URL (got "${rawJwksUrl}")`)
+  }
+
+  // An empty value counts as unset, as for every variable (an uncommented `BETTER_AUTH_SECRET=` in .env). Unset, HS256
+  // uses the development value, unless a key set is configured: then HS256 is off (hs256-only-when-configured.md).
+  const givenSecret = env.BETTER_AUTH_SECRET === '' ? undefined : env.BETTER_AUTH_SECRET
+  const secret = givenSecret ?? (jwksUrl === null ? DEVELOPMENT_SECRET : null)
+  if (production && secret === DEVELOPMENT_SECRET) {
+    problems.push('BETTER_AUTH_SECRET must be set in production (the development value is public)')
+  } else if (production && secret !== null && secret.length < 32) {
+    problems.push('BETTER_AUTH_SECRET must be at least 32 characters in production')
   }
 
   const corsOrigins = list('CORS_ORIGINS', 'http://localhost:3000')

@@ -5,6 +5,7 @@
 // /ready and /api 503) and applies the migrations in the background as soon as the server answers.
 import { existsSync } from 'node:fs'
 import { buildApp } from './app.ts'
+import { logTokenSettings } from './auth/token-settings.ts'
 import { loadConfigOrExit } from './config.ts'
 import { DataDirLockedError } from './db/data-dir-lock.ts'
 import { openDatabase, type Database } from './db/database.ts'
@@ -62,11 +63,7 @@ if (database.kind === 'pglite') await applyMigrations(database)
 const app = await buildApp({ config, database, databaseReady: () => migrated })
 logIdleError = (error) => app.log.warn({ cause: error.message }, 'idle database connection failed')
 
-if (config.usingDevelopmentSecret) {
-  app.log.warn(
-    'BETTER_AUTH_SECRET is the public development value: set your Better Auth secret before real use (refused with NODE_ENV=production)',
-  )
-}
+logTokenSettings(app.log, config)
 if (config.database.kind !== 'postgres') {
   app.log.info(
     { database: config.database.kind === 'pglite' ? config.database.dataDir : 'memory' },

@@ -211,6 +211,31 @@ describe('without a key set: HS256 tokens only', () => {
       })
     }
 
+    // RFC 6750 §2.1: the Bearer scheme with a credential that is no b64token is an invalid token, not a missing one.
+    const badCredential: [string, (token: string) => string][] = [
+      ['two words ("Bearer abc def")', () => 'Bearer abc def'],
+      ['a valid token followed by a word', (token) => `Bearer ${token} extra`],
+      ['a valid token with a space inside', (token) => `Bearer ${token.slice(0, 10)} ${token.slice(10)}`],
+      ['a valid token with a tab inside', (token) => `Bearer ${token.slice(0, 10)}\t${token.slice(10)}`],
+      ['a quoted token', (token) => `Bearer "${token}"`],
+      ['a token followed by a comma', (token) => `Bearer ${token},`],
+      ['an auth-param instead of a token', (token) => `Bearer token=${token}x`],
+      ['a percent sign inside', () => 'Bearer abc%20def'],
+      ['"=" before the end', () => 'Bearer ab=cd'],
+    ]
+    for (const [what, header] of badCredential) {
+      test(`the Bearer scheme with ${what} is 401 "Invalid token" with error="invalid_token"`, async () => {
+        await expectRefused(app, header(alice), INVALID_TOKEN)
+      })
+    }
+
+    test('a tab, or several spaces, between "Bearer" and a valid token is accepted', async () => {
+      for (const separator of ['\t', '   ', ' \t ']) {
+        const response = await send(app, 'GET', `Bearer${separator}${alice}`)
+        assert.equal(response.statusCode, 200, JSON.stringify(separator))
+      }
+    })
+
     test('the scheme is case-insensitive: "bearer", "BEARER" and "BeArEr" all work', async () => {
       for (const scheme of ['bearer', 'BEARER', 'BeArEr', 'Bearer']) {
         const response = await send(app, 'GET', `${scheme} ${alice}`)

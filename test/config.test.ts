@@ -2,8 +2,11 @@
 // one ConfigError naming every bad variable. The real entry point's refusals are in test/process/start-failures.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { pino } from 'pino'
+import { logTokenSettings, tokenSettingWarnings } from '../src/auth/token-settings.ts'
 import { ConfigError, DEVELOPMENT_SECRET, loadConfig, type Config } from '../src/config.ts'
-import { SEVERAL_BAD_VARIABLES } from './helpers/test-app.ts'
+import { parseLogLines } from './helpers/logs.ts'
+import { captureLogs, SEVERAL_BAD_VARIABLES } from './helpers/test-app.ts'
 
 /** A secret of exactly `length` characters. */
 const secretOf = (length: number): string => 'k'.repeat(length)
@@ -270,6 +273,93 @@ void test('NODE_ENV=production refuses the development secret, unset or given, a
     [config.production, config.betterAuthSecret, config.usingDevelopmentSecret],
     [true, secretOf(32), false],
   )
+})
+
+void test('JWT_JWKS_URL without BETTER_AUTH_SECRET turns HS256 off, and needs no secret in production', () => {
+  const jwks = 'https://auth.example.com/api/auth/jwks'
+  for (const env of [{ JWT_JWKS_URL: jwks }, { JWT_JWKS_URL: jwks, BETTER_AUTH_SECRET: '' }]) {
+    const config = loadConfig(env)
+    assert.deepEqual([config.betterAuthSecret, config.usingDevelopmentSecret], [null, false])
+  }
+  const production = loadConfig({ NODE_ENV: 'production', JWT_JWKS_URL: jwks })
+  assert.deepEqual([production.betterAuthSecret, production.jwksUrl?.href], [null, jwks])
+  // With the secret set, HS256 is on with it, and the production rules for it still hold.
+  assert.equal(loadConfig({ JWT_JWKS_URL: jwks, BETTER_AUTH_SECRET: secretOf(40) }).betterAuthSecret, secretOf(40))
+  const error = configErrorOf({ NODE_ENV: 'production', JWT_JWKS_URL: jwks, BETTER_AUTH_SECRET: DEVELOPMENT_SECRET })
+  assert.deepEqual(error.problems.length, 1)
+  assert.match(error.problems[0] ?? '', /^BETTER_AUTH_SECRET /)
+})
+
+void test('JWT_ISSUER and JWT_AUDIENCE: a value Better Auth would not sign is a start warning naming its rule', () => {
+  const warningsOf = (env: Record<string, string>): string[] => tokenSettingWarnings(loadConfig(env))
+  assert.deepEqual(warningsOf({ JWT_ISSUER: 'http://localhost:3000', JWT_AUDIENCE: 'https://app.example.com' }), [])
+  assert.deepEqual(warningsOf({ JWT_AUDIENCE: 'better-auth:session-cache' }), [])
+  assert.deepEqual(warningsOf({ JWT_ISSUER: 'http://localhost:3000/' }), [
+    'JWT_ISSUER "http://localhost:3000/" is not an origin: Better Auth\'s `iss` is the origin of its base URL: no ' +
+      'path, no trailing slash; tokens with iss=http://localhost:3000 will be refused',
+  ])
+  assert.deepEqual(warningsOf({ JWT_ISSUER: 'https://app.example.com/api/auth' }), [
+    'JWT_ISSUER "https://app.example.com/api/auth" is not an origin: Better Auth\'s `iss` is the origin of its base ' +
+      'URL: no path, no trailing slash; tokens with iss=https://app.example.com will be refused',
+  ])
+  assert.deepEqual(warningsOf({ JWT_ISSUER: 'my-app' }), [
+    'JWT_ISSUER "my-app" is not an http(s) URL: Better Auth\'s `iss` is the origin of its base URL (like ' +
+      'https://auth.example.com) unless its jwt() plugin sets jwt.issuer',
+  ])
+  const audiences = warningsOf({ JWT_AUDIENCE: 'http://localhost:3000, http://localhost:3000/,tasks' })
+  assert.equal(audiences.length, 2, JSON.stringify(audiences))
+  assert.match(audiences[0] ?? '', /^JWT_AUDIENCE entry "http:\/\/localhost:3000\/" is not an origin: .* aud=/)
+  assert.match(audiences[1] ?? '', /^JWT_AUDIENCE entry "tasks" is not an http\(s\) URL: .* jwt\.audience$/)
+  // Warnings, not errors: the start goes on.
+  assert.doesNotThrow(() => loadConfig({ JWT_ISSUER: 'http://localhost:3000/', JWT_AUDIENCE: 'tasks' }))
+})
+
+void test('the start log names the accepted algorithms, says why HS256 is off, and carries the warnings', () => {
+  const logged = (env: Record<string, string>): Record<string, unknown>[] => {
+    const { logStream, logs } = captureLogs()
+    logTokenSettings(pino(logStream), loadConfig(env))
+    return parseLogLines(logs).map(({ level, msg, accepted_algorithms, hs256 }) => ({
+      level,
+      msg,
+      ...(accepted_algorithms === undefined ? {} : { accepted_algorithms }),
+      ...(hs256 === undefined ? {} : { hs256 }),
+    }))
+  }
+  const jwks = 'https://auth.example.com/api/auth/jwks'
+  const asymmetric = [
+    'EdDSA',
+    'Ed25519',
+    'ES256',
+    'ES384',
+    'ES512',
+    'RS256',
+    'RS384',
+    'RS512',
+    'PS256',
+    'PS384',
+    'PS512',
+  ]
+  const jwksOnly = logged({ JWT_JWKS_URL: jwks, JWT_ISSUER: 'https://auth.example.com/' })
+  assert.deepEqual(jwksOnly.slice(0, 1), [
+    {
+      level: 30,
+      msg: 'accepted token algorithms',
+      accepted_algorithms: asymmetric,
+      hs256: 'off: JWT_JWKS_URL is set and BETTER_AUTH_SECRET is not',
+    },
+  ])
+  assert.equal(jwksOnly.length, 2)
+  assert.deepEqual(
+    [jwksOnly[1]?.level, String(jwksOnly[1]?.msg).slice(0, 40)],
+    [40, 'JWT_ISSUER "https://auth.example.com/" i'],
+  )
+  assert.deepEqual(logged({ JWT_JWKS_URL: jwks, BETTER_AUTH_SECRET: secretOf(32) }), [
+    { level: 30, msg: 'accepted token algorithms', accepted_algorithms: ['HS256', ...asymmetric] },
+  ])
+  const development = logged({})
+  assert.deepEqual(development[0], { level: 30, msg: 'accepted token algorithms', accepted_algorithms: ['HS256'] })
+  assert.match(String(development[1]?.msg), /^BETTER_AUTH_SECRET is the public development value/)
+  assert.equal(development.length, 2)
 })
 
 void test('several bad variables give one ConfigError naming every one of them', () => {

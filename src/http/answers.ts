@@ -2,7 +2,7 @@
 // every error body is {"detail": …}). Whoever answers with an error takes it from here; the OpenAPI error responses
 // are built from the same shapes.
 import type { FastifyReply } from 'fastify'
-import { Type } from 'typebox'
+import { Type, type TSchema } from 'typebox'
 
 /** One entry of a 422 body, in FastAPI's shape: where, what, and a machine-readable type. */
 export interface ValidationIssue {
@@ -155,11 +155,81 @@ const ValidationErrorResponse = Type.Object({
   ),
 })
 
-/** Response schemas of the given error statuses, for a route's `schema.response`. */
+/** What each error status means to a client, as /openapi.json describes it (instead of "Default Response"). */
+const ERROR_DESCRIPTIONS: Readonly<Record<number, string>> = {
+  400:
+    'Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not ' +
+    'match the body, or two Authorization headers',
+  401:
+    'No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials ' +
+    '(sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once',
+  404: "No such task for this user: another user's task gets the same answer",
+  409:
+    'The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress ' +
+    '(retry after `Retry-After`)',
+  412: 'If-Match names a version the task no longer has: nothing changed. GET the task again, reconcile, retry',
+  413: 'The body is over 65536 bytes, as declared by Content-Length or as sent',
+  415: 'The body is not application/json in UTF-8 (another media type or charset, or a Content-Encoding)',
+  422: 'Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20)',
+  429: "Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds",
+  503:
+    'The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may ' +
+    'be valid',
+}
+
+/** A named OpenAPI example of `answer`'s body. */
+const exampleOf = (
+  answer: HttpError,
+  summary: string,
+): { summary: string; value: { detail: HttpError['detail'] } } => ({
+  summary,
+  value: { detail: answer.detail },
+})
+
+/** The 401 bodies a client tells apart (API.md "Authentication"), as named OpenAPI examples, each named by its body. */
+const UNAUTHORIZED_EXAMPLES = {
+  'Not authenticated': exampleOf(
+    answers.notAuthenticated,
+    'No Authorization header, another scheme, or `Bearer` with no token: sign in',
+  ),
+  'Token expired': exampleOf(answers.tokenExpired, 'The token is past its `exp`: get a fresh token and retry'),
+  'Invalid token': exampleOf(
+    answers.invalidToken,
+    'The token was refused (signature, algorithm, claims, issuer, audience, user id, form): get a fresh one, retry once',
+  ),
+}
+
+/** Response headers of the statuses that carry one, for the OpenAPI document. */
+const ERROR_HEADERS: Readonly<Record<number, Record<string, TSchema>>> = {
+  401: {
+    'WWW-Authenticate': Type.String({ description: '`Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3)' }),
+  },
+  429: { 'Retry-After': Type.String({ description: 'Seconds to wait before retrying' }) },
+  503: { 'Retry-After': Type.String({ description: 'Seconds to wait before retrying' }) },
+}
+
+/**
+ * Response schemas of the given error statuses, for a route's `schema.response`: the body, a description, the headers
+ * a client reads, and for 401 the three bodies as named examples (`x-examples`, which @fastify/swagger turns into the
+ * media type's `examples`). A status without a description here is a programming error.
+ */
 export function errorResponses(
   ...statuses: number[]
 ): Record<number, typeof ErrorResponse | typeof ValidationErrorResponse> {
   return Object.fromEntries(
-    statuses.map((status) => [status, status === 422 ? ValidationErrorResponse : ErrorResponse]),
+    statuses.map((status) => {
+      const description = ERROR_DESCRIPTIONS[status]
+      if (description === undefined) throw new Error(`no description of error status ${status} in answers.ts`)
+      const headers = ERROR_HEADERS[status]
+      return [
+        status,
+        {
+          ...(status === 422 ? ValidationErrorResponse : ErrorResponse),
+          description,
+          ...(headers === undefined ? {} : { headers }),
+          ...(status === 401 ? { 'x-examples': UNAUTHORIZED_EXAMPLES } : {}),
+        },
+      ]
+    }),
   )
 }

@@ -83,6 +83,35 @@ function looksLikeCredential(part: string): boolean {
   return (text.match(BASE64URL_RUN) ?? []).some((run) => /[A-Z]/.test(run) && /[a-z]/.test(run))
 }
 
+/** Longest text taken from a request (a claim, an origin) into a log line, in code points. */
+const MAX_LOGGED_TEXT = 200
+
+/**
+ * `text` as a log line may carry it, for values a client chose (a token's `iss`, an `Origin` header): at most 200 code
+ * points (longer is cut and ends with `…`), and `[redacted]` when it could be a credential by `looksLikeCredential`.
+ * An http(s) URL written in its normal form (lower-case host, no user or password) is kept when its path, query and
+ * fragment pass that test: `https://accounts.example.com` would look JWT-shaped, but a token in a host would not be
+ * in normal form.
+ */
+export function loggableText(text: string): string {
+  const codePoints = Array.from(text)
+  const capped = codePoints.length > MAX_LOGGED_TEXT ? `${codePoints.slice(0, MAX_LOGGED_TEXT).join('')}…` : text
+  return isPlainUrl(capped) || !looksLikeCredential(capped) ? capped : '[redacted]'
+}
+
+/** True for an http(s) URL with no user or password, written as parsed up to its host, with a harmless rest. */
+function isPlainUrl(text: string): boolean {
+  if (!URL.canParse(text)) return false
+  const url = new URL(text)
+  return (
+    (url.protocol === 'http:' || url.protocol === 'https:') &&
+    url.username === '' &&
+    url.password === '' &&
+    text.startsWith(`${url.protocol}//${url.host}`) &&
+    !looksLikeCredential(text.slice(`${url.protocol}//${url.host}`.length))
+  )
+}
+
 /** Fastify's `genReqId`: the caller's sane `X-Request-Id` (short, plain, not a token), else a new UUID. */
 export function requestIdOf(request: RawRequestDefaultExpression): string {
   const incoming = request.headers['x-request-id']

@@ -4,6 +4,7 @@ import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import helmet from 'helmet'
 import type { Config } from '../config.ts'
+import { installCorsRefusalLog } from './cors-refusal-log.ts'
 
 // helmet's middleware, built once: none of these headers depends on the request (docs/decisions/helmet-built-once.md).
 const setSecurityHeaders = helmet({
@@ -46,12 +47,15 @@ export function applySecurityHeaders(
 /**
  * CORS for the configured origins, security headers, and the request id on every response. The headers are set
  * before CORS's hook runs, because CORS answers preflights in its own onRequest hook and hooks run in
- * registration order: so the preflight's 204 carries the security headers too.
+ * registration order: so the preflight's 204 carries the security headers too. A request from an origin CORS refuses
+ * is logged (`installCorsRefusalLog`), and still answered as before: no CORS headers, a preflight's 204 included.
  */
 export async function installSecurityHeaders(app: FastifyInstance, config: Pick<Config, 'corsOrigins'>): Promise<void> {
   app.addHook('onRequest', (request, reply, done) => {
     applySecurityHeaders(request, reply, done)
   })
+  // Before CORS's hook, which ends a preflight: a refused origin is logged on preflights too.
+  installCorsRefusalLog(app, config.corsOrigins)
   await app.register(cors, {
     origin: [...config.corsOrigins],
     methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],

@@ -22,11 +22,6 @@ const TaskWithEtag = {
   headers: { ETag: Type.String({ description: 'Strong entity tag of this version of the task' }) },
 }
 
-/** 412 of the If-Match routes, described for the OpenAPI document. */
-const preconditionFailed = {
-  412: { ...errorResponses(412)[412], description: 'If-Match names a version the task no longer has: nothing changed' },
-}
-
 /** GET /api/tasks: the caller's tasks, filtered, sorted and paged; `X-Total-Count` counts the filter's matches. */
 export const listTasks = {
   summary: "List the caller's tasks",
@@ -38,7 +33,7 @@ export const listTasks = {
       ...Type.Array(Task),
       headers: { 'X-Total-Count': Type.Integer({ description: 'Tasks matching the filter' }) },
     },
-    ...errorResponses(401, 422, 503),
+    ...errorResponses(401, 422, 429, 503),
   },
 }
 
@@ -62,12 +57,7 @@ export const createTask = {
         ),
       },
     },
-    409: {
-      ...errorResponses(409)[409],
-      description:
-        'The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress',
-    },
-    ...errorResponses(400, 401, 413, 415, 422, 503),
+    ...errorResponses(400, 401, 409, 413, 415, 422, 429, 503),
   },
 }
 
@@ -77,7 +67,7 @@ export const getTask = {
   tags,
   security,
   params: TaskIdParams,
-  response: { 200: TaskWithEtag, ...errorResponses(401, 404, 422, 503) },
+  response: { 200: TaskWithEtag, ...errorResponses(401, 404, 422, 429, 503) },
 }
 
 /** PUT /api/tasks/{id}: a partial update, conditional on `If-Match` when it is sent. */
@@ -88,7 +78,7 @@ export const updateTask = {
   params: TaskIdParams,
   headers: TaskWriteHeaders,
   body: TaskUpdate,
-  response: { 200: TaskWithEtag, ...preconditionFailed, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
+  response: { 200: TaskWithEtag, ...errorResponses(400, 401, 404, 412, 413, 415, 422, 429, 503) },
 }
 
 /** PATCH /api/tasks/{id}/complete: no body (or `{}`) toggles `completed`, `{"completed": bool}` sets it. */
@@ -99,7 +89,7 @@ export const completeTask = {
   params: TaskIdParams,
   headers: TaskWriteHeaders,
   body: TaskComplete,
-  response: { 200: TaskWithEtag, ...preconditionFailed, ...errorResponses(400, 401, 404, 413, 415, 422, 503) },
+  response: { 200: TaskWithEtag, ...errorResponses(400, 401, 404, 412, 413, 415, 422, 429, 503) },
 }
 
 /** DELETE /api/tasks/{id}: 204 with no body, conditional on `If-Match` when it is sent. */
@@ -111,7 +101,6 @@ export const deleteTask = {
   headers: TaskWriteHeaders,
   response: {
     204: Type.Null({ description: 'Deleted' }),
-    ...preconditionFailed,
-    ...errorResponses(401, 404, 422, 503),
+    ...errorResponses(401, 404, 412, 422, 429, 503),
   },
 }

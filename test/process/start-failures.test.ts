@@ -13,7 +13,7 @@ import { startServer, temporaryDirectory, type ChildServer } from '../helpers/ch
 import { TEST_DATABASE_URL, withAdmin } from '../helpers/databases.ts'
 import { mountTmpfs, remountReadOnly } from '../helpers/mounts.ts'
 import { SEVERAL_BAD_VARIABLES } from '../helpers/test-app.ts'
-import { tokenFor } from '../helpers/tokens.ts'
+import { signHs256, tokenFor } from '../helpers/tokens.ts'
 
 /** The server's exit code and its stderr, which must be exactly one line without a stack trace. */
 async function oneLineExit(server: ChildServer): Promise<{ code: number | null; line: string }> {
@@ -67,6 +67,37 @@ test('the server refuses to start in production on the development secret or a s
     assert.match(stderr, /BETTER_AUTH_SECRET/, stderr)
     assert.ok(!stderr.includes(secret), 'the secret is not printed')
   }
+})
+
+test('in production with JWT_JWKS_URL and no secret the server starts with HS256 off: its start log says so, and a development-secret token is refused', async (t) => {
+  const server = await startServer(t, {
+    cwd: await temporaryDirectory(t),
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      NODE_ENV: 'production',
+      DATABASE_URL: 'memory://',
+      JWT_JWKS_URL: 'http://127.0.0.1:9/api/auth/jwks',
+      JWT_ISSUER: 'http://localhost:3000/',
+    },
+    exactEnv: true,
+  })
+  const lines = server.logs.map((line) => JSON.parse(line) as Record<string, unknown>)
+  const algorithms = lines.find((line) => line.msg === 'accepted token algorithms')
+  assert.equal(algorithms?.hs256, 'off: JWT_JWKS_URL is set and BETTER_AUTH_SECRET is not')
+  assert.ok(Array.isArray(algorithms.accepted_algorithms) && !algorithms.accepted_algorithms.includes('HS256'))
+  assert.ok(
+    lines.some((line) => line.level === 40 && String(line.msg).includes('tokens with iss=http://localhost:3000 will')),
+    'the issuer warning',
+  )
+  const development = await signHs256(
+    { sub: 'alice', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60 },
+    { secret: DEVELOPMENT_SECRET },
+  )
+  const response = await fetch(`${server.url}/api/tasks`, { headers: { authorization: `Bearer ${development}` } })
+  assert.equal(response.status, 401)
+  assert.deepEqual(await response.json(), { detail: 'Invalid token' })
 })
 
 test('with several bad variables the server stops with one message naming them all', async (t) => {

@@ -1,6 +1,6 @@
-// One user floods, another user's GET /api/tasks/{id} is timed: the fairness figures of README "Failure behaviour".
-// The server (src/main.ts, a child process) runs on a database of its own on the PostgreSQL server at --admin-url
-// (default the local one), with the server variables given by flags, e.g.
+// One user floods, another user's GET /api/tasks/{id} is timed: the fairness figures of docs/operations.md "Failure
+// behaviour". The server (src/main.ts, a child process) runs on a database of its own on the PostgreSQL server at
+// --admin-url (default the local one), with the server variables given by flags, e.g.
 //   npx tsx bench/fairness.ts                               # the defaults (share 5 of a pool of 10)
 //   npx tsx bench/fairness.ts --max-in-flight-per-user 1000 # no share: what one user could take before
 // --connections (120), --seconds (10) and --limit (500) shape the flood; --pool and --per-user-wait-ms set the

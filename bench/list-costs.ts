@@ -1,6 +1,6 @@
 // What a list costs when one user holds N tasks, all completed (the worst case for `status=pending`): the median of 7
 // calls of the task store per query shape, in ms, on a fresh database (PGlite in memory, or with TEST_DATABASE_URL a
-// database of its own on that server). README "Failure behaviour" quotes these figures.
+// database of its own on that server). docs/operations.md "Failure behaviour" quotes these figures.
 //   N=10000 npx tsx bench/list-costs.ts
 //   N=200000 TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx tsx bench/list-costs.ts
 import { sql } from 'drizzle-orm'

@@ -101,7 +101,7 @@ export async function buildApp({
       authenticate(api, verifier)
       // After authentication, so a request without a valid token is a 401 whatever the database's state.
       refuseWhileMigrationsPending(api, databaseReady)
-      // One user's share of the database in this process (README "Failure behaviour": fairness).
+      // One user's share of the database in this process (docs/operations.md "Failure behaviour": fairness).
       installUserFairness(api, { maxInFlight: config.maxInFlightPerUser, maxWaitMs: config.perUserWaitMs })
       await api.register(taskRoutes, { prefix: '/tasks', taskStore, idempotency })
     },

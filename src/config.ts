@@ -1,13 +1,13 @@
-// The only place that reads the environment: every setting of API.md's configuration table, checked at once.
+// The only place that reads the environment: every setting of docs/contract.md's configuration table, checked at once.
 
-/** API.md's development value of `BETTER_AUTH_SECRET`: public, so refused when `NODE_ENV=production`. */
+/** docs/contract.md's development value of `BETTER_AUTH_SECRET`: public, so refused when `NODE_ENV=production`. */
 export const DEVELOPMENT_SECRET = 'zF4Gr5uYTUtVZVcyXGLFaTyskJhewCl5'
 
 /** Where the tasks live: embedded PGlite (a directory or memory) or a PostgreSQL server. */
 export type DatabaseTarget =
   { kind: 'pglite'; dataDir: string } | { kind: 'pglite-memory' } | { kind: 'postgres'; url: string }
 
-/** The service's settings, as API.md's configuration table defines them. */
+/** The service's settings, as docs/contract.md's configuration table defines them. */
 export interface Config {
   /** `NODE_ENV === 'production'`: stricter secret rules. */
   production: boolean

@@ -1,4 +1,4 @@
-// The authentication matrix of API.md "Authentication": every way a bearer token can be missing, malformed,
+// The authentication matrix of docs/contract.md "Authentication": every way a bearer token can be missing, malformed,
 // forged, expired or refused, each answered with the table's exact status, body and WWW-Authenticate.
 // Tokens are really signed (jose, or by hand where jose refuses to, as for `alg: none`); nothing is mocked.
 import assert from 'node:assert/strict'
@@ -19,7 +19,7 @@ import {
   type TestKey,
 } from './helpers/tokens.ts'
 
-// ── The answers of API.md's table ────────────────────────────────────────────────────────────────────────
+// ── The answers of docs/contract.md's table ────────────────────────────────────────────────────────────────────────
 
 /** What a refused request gets back: status, JSON body and WWW-Authenticate, compared as one value. */
 interface Refusal {

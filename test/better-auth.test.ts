@@ -130,7 +130,7 @@ void test('JWT_ISSUER and JWT_AUDIENCE set to Better Auth’s origin: both kinds
   ] as const) {
     const { app } = await buildTestApp(t, { config: { jwksUrl, ...config } })
     await assertInvalidToken(app, user.jwt, `the JWKS token on a service configured for ${name}`)
-    // The cookie cache carries no iss/aud, and API.md does not require them on HS256: it still passes.
+    // The cookie cache carries no iss/aud, and docs/contract.md does not require them on HS256: it still passes.
     assert.equal(
       (await listTasks(app, user.sessionData)).total,
       '0',

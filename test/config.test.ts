@@ -1,5 +1,5 @@
-// The configuration table of API.md: defaults, every variable's parsing, the production rules for the secret, and
-// one ConfigError naming every bad variable. The real entry point's refusals are in test/process/start-failures.
+// The configuration table of docs/contract.md: defaults, every variable's parsing, the production rules for the secret,
+// and one ConfigError naming every bad variable. The real entry point's refusals are in test/process/start-failures.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { pino } from 'pino'
@@ -26,7 +26,7 @@ function configErrorOf(env: Record<string, string>): ConfigError {
 const problemsAbout = (error: ConfigError, variable: string): string[] =>
   error.problems.filter((problem) => problem.includes(variable))
 
-void test('with no variables set, every setting has the default of API.md', () => {
+void test('with no variables set, every setting has the default of docs/contract.md', () => {
   const config = loadConfig({})
   const expected: Config = {
     production: false,

@@ -14,13 +14,18 @@ const CONTRACT = join(ROOT, 'docs', 'contract.md')
 /** Directories that hold no documentation of this repository: installs, builds, data, git's own files. */
 const SKIPPED_DIRECTORIES = new Set(['node_modules', '.git', 'dist', '.data'])
 
-/** Every Markdown file of the repository, as absolute paths. */
-function markdownFiles(directory = ROOT): string[] {
+/** Every file of the repository whose name ends with one of `extensions`, as absolute paths. */
+function filesEndingWith(extensions: readonly string[], directory = ROOT): string[] {
   return readdirSync(directory, { withFileTypes: true }).flatMap((entry) => {
     const path = join(directory, entry.name)
-    if (entry.isDirectory()) return SKIPPED_DIRECTORIES.has(entry.name) ? [] : markdownFiles(path)
-    return entry.isFile() && entry.name.endsWith('.md') ? [path] : []
+    if (entry.isDirectory()) return SKIPPED_DIRECTORIES.has(entry.name) ? [] : filesEndingWith(extensions, path)
+    return entry.isFile() && extensions.some((extension) => entry.name.endsWith(extension)) ? [path] : []
   })
+}
+
+/** Every Markdown file of the repository, as absolute paths. */
+function markdownFiles(): string[] {
+  return filesEndingWith(['.md'])
 }
 
 /** Markdown without its fenced code blocks and inline code spans, where a `[x](y)` is text, not a link. */
@@ -99,8 +104,12 @@ void test('every relative link in the Markdown files reaches a file and heading 
   assert.deepEqual(broken, [])
 })
 
-void test('no Markdown file points to a document kept outside the repository', () => {
-  const offending = markdownFiles().flatMap((file) =>
+void test('no Markdown file, source comment or script points to a document kept outside the repository', () => {
+  // This file names them in its own pattern, and the lockfile holds no prose.
+  const files = filesEndingWith(['.md', '.ts', '.js', '.json', '.html']).filter(
+    (file) => file !== import.meta.filename && !file.endsWith('package-lock.json'),
+  )
+  const offending = [...files, join(ROOT, '.ci', 'run')].flatMap((file) =>
     readFileSync(file, 'utf8')
       .split('\n')
       .flatMap((line, index) =>

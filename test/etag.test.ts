@@ -1,6 +1,6 @@
-// Concurrent edits without lost updates (API.md "Retries and concurrent edits", issue 5): a strong ETag on every
-// single-task answer, and If-Match on PUT, PATCH …/complete and DELETE checked in the same statement as the write.
-// Also what browsers and generated clients need to use both headers: CORS and the OpenAPI document.
+// Concurrent edits without lost updates (docs/contract.md "Retries and concurrent edits", issue 5): a strong ETag on
+// every single-task answer, and If-Match on PUT, PATCH …/complete and DELETE checked in the same statement as the
+// write. Also what browsers and generated clients need to use both headers: CORS and the OpenAPI document.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'

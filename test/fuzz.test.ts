@@ -1,7 +1,7 @@
 // Property-based fuzzing (fast-check) of every route: generated methods, ids, query strings, bodies (JSON objects
 // near the schema, any JSON, raw text, oversized) and headers (Content-Type, Authorization, X-Request-Id, …). For a
-// bounded number of runs: never a 5xx, every error body has API.md's shape, and a refused request changes no row.
-// Runs in both passes. A failure prints fast-check's seed and the shrunk request, to replay it.
+// bounded number of runs: never a 5xx, every error body has docs/contract.md's shape, and a refused request changes no
+// row. Runs in both passes. A failure prints fast-check's seed and the shrunk request, to replay it.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
@@ -22,7 +22,7 @@ async function snapshot(database: Database): Promise<string> {
   return JSON.stringify(rows)
 }
 
-/** `{"detail": "…"}` or `{"detail": [{"loc": [...], "msg": "…", "type": "…"}, …]}` (API.md "Errors"). */
+/** `{"detail": "…"}` or `{"detail": [{"loc": [...], "msg": "…", "type": "…"}, …]}` (docs/contract.md "Errors"). */
 function assertErrorShape(status: number, body: string, request: string): void {
   let parsed: unknown
   try {
@@ -57,7 +57,7 @@ function assertErrorShape(status: number, body: string, request: string): void {
 
 const printable = (max: number): fc.Arbitrary<string> => fc.stringMatching(new RegExp(`^[\\x20-\\x7e]{0,${max}}$`))
 
-test('fuzzed requests to every route: never a 5xx, every error body of API.md’s shape, nothing changed by a refused request', async (t) => {
+test('fuzzed requests to every route: never a 5xx, every error body of docs/contract.md’s shape, nothing changed by a refused request', async (t) => {
   const { app, database, logs } = await buildTestApp(t)
   const owner = await tokenFor('fuzz-owner')
   const other = await tokenFor('fuzz-other')

@@ -1,4 +1,4 @@
-// The cross-cutting rules of API.md, held over every kind of response: CORS, security headers, request ids,
+// The cross-cutting rules of docs/contract.md, held over every kind of response: CORS, security headers, request ids,
 // unknown routes, the OpenAPI document and /docs, /health and /ready, and no token in any response or log line.
 // Tests share one app per describe block; a test that closes its app or needs its own configuration builds its own.
 import assert from 'node:assert/strict'
@@ -72,7 +72,7 @@ function cspHashOf(text: string): string {
   return `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`
 }
 
-/** API.md "Cross-cutting": the security headers and a request id, whatever the status. */
+/** docs/contract.md "Cross-cutting": the security headers and a request id, whatever the status. */
 function assertSecurityHeaders(response: LightMyRequestResponse, label: string): void {
   const where = `${label} (${response.statusCode})`
   assert.equal(response.headers['x-content-type-options'], 'nosniff', where)
@@ -99,7 +99,7 @@ async function createTask(app: FastifyInstance, headers: Record<string, string>)
   return created.json<{ id: number }>().id
 }
 
-/** Every operation of API.md's endpoint table, as `METHOD path` in OpenAPI's spelling. */
+/** Every operation of docs/contract.md's endpoint table, as `METHOD path` in OpenAPI's spelling. */
 const API_OPERATIONS = [
   'GET /api/tasks',
   'POST /api/tasks',
@@ -444,7 +444,7 @@ void describe('with the default configuration, one app', () => {
     assert.equal((await new Validator().validate(broken)).valid, false)
   })
 
-  void test('/openapi.json describes every route of API.md: bearer security on every /api operation, none on /health and /ready', async () => {
+  void test('/openapi.json describes every route of docs/contract.md: bearer security on every /api operation, none on /health and /ready', async () => {
     const document = await openApiDocument(app)
     const operations = operationsOf(document)
     assert.deepEqual([...operations.keys()].sort(), [...API_OPERATIONS].sort())

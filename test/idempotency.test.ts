@@ -1,5 +1,5 @@
-// Safe retries of POST /api/tasks (API.md "Retries and concurrent edits", issue 5): an Idempotency-Key makes a
-// repeat replay the first answer and create nothing, across users, over time and under concurrency. Several server
+// Safe retries of POST /api/tasks (docs/contract.md "Retries and concurrent edits", issue 5): an Idempotency-Key makes
+// a repeat replay the first answer and create nothing, across users, over time and under concurrency. Several server
 // processes sharing one PostgreSQL database: test/process/idempotency-across-processes.test.ts.
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'

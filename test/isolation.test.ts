@@ -1,5 +1,6 @@
-// Isolation between users (API.md "Endpoints", "Authentication" rule 4): another user's task is indistinguishable from
-// a missing one, lists show only the caller's tasks, and a user_id sent by the client is never used.
+// Isolation between users (docs/contract.md "Endpoints", "Authentication" rule 4): another user's task is
+// indistinguishable from a missing one, lists show only the caller's tasks, and a user_id sent by the client is never
+// used.
 import assert from 'node:assert/strict'
 import type { FastifyInstance } from 'fastify'
 import { after, before, describe, test } from 'node:test'

@@ -1,6 +1,6 @@
 // RFC 9112 framing over real loopback sockets against the app listening on 127.0.0.1, on the pass's database: nothing
 // pipelined after a closing response runs, a body over the limit or unread is never read (413 before authentication),
-// `100 Continue` only for a request that will be read, and a missing Host is API.md's 400.
+// `100 Continue` only for a request that will be read, and a missing Host is docs/contract.md's 400.
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { test, type TestContext } from 'node:test'

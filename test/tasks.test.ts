@@ -1,4 +1,4 @@
-// The task endpoints of API.md "The task resource" and "Endpoints", through the real app on a real database:
+// The task endpoints of docs/contract.md "The task resource" and "Endpoints", through the real app on a real database:
 // statuses, headers, the exact JSON of a task, partial updates, toggles, deletes, and lists that page stably.
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'

@@ -1,4 +1,4 @@
-// Bad input (API.md "Errors"): every bad body, id, query value, content type and size gets the status and the
+// Bad input (docs/contract.md "Errors"): every bad body, id, query value, content type and size gets the status and the
 // {"detail": …} shape of the error table, never a 500 or Fastify's own envelope, and changes nothing.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -23,7 +23,7 @@ interface Probe {
   headers?: Record<string, string>
 }
 
-/** A bad request and the answer API.md's error table gives it. */
+/** A bad request and the answer docs/contract.md's error table gives it. */
 interface BadInput extends Probe {
   title: string
   /** The status, or the statuses the contract allows ("400 or 422", "404 or 422"). */

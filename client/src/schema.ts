@@ -141,9 +141,11 @@ export interface paths {
             }[]
           }
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -152,7 +154,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -167,9 +169,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {
@@ -232,7 +249,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
             [name: string]: unknown
@@ -243,9 +260,11 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -254,7 +273,7 @@ export interface paths {
             }
           }
         }
-        /** @description The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress */
+        /** @description The user already owns MAX_TASKS_PER_USER tasks, or a request with the same Idempotency-Key is still in progress (retry after `Retry-After`) */
         409: {
           headers: {
             [name: string]: unknown
@@ -265,7 +284,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is over 65536 bytes, as declared by Content-Length or as sent */
         413: {
           headers: {
             [name: string]: unknown
@@ -276,7 +295,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is not application/json in UTF-8 (another media type or charset, or a Content-Encoding) */
         415: {
           headers: {
             [name: string]: unknown
@@ -287,7 +306,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -302,9 +321,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {
@@ -365,9 +399,11 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -376,7 +412,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No such task for this user: another user's task gets the same answer */
         404: {
           headers: {
             [name: string]: unknown
@@ -387,7 +423,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -402,9 +438,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {
@@ -464,7 +515,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
             [name: string]: unknown
@@ -475,9 +526,11 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -486,7 +539,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No such task for this user: another user's task gets the same answer */
         404: {
           headers: {
             [name: string]: unknown
@@ -497,7 +550,7 @@ export interface paths {
             }
           }
         }
-        /** @description If-Match names a version the task no longer has: nothing changed */
+        /** @description If-Match names a version the task no longer has: nothing changed. GET the task again, reconcile, retry */
         412: {
           headers: {
             [name: string]: unknown
@@ -508,7 +561,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is over 65536 bytes, as declared by Content-Length or as sent */
         413: {
           headers: {
             [name: string]: unknown
@@ -519,7 +572,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is not application/json in UTF-8 (another media type or charset, or a Content-Encoding) */
         415: {
           headers: {
             [name: string]: unknown
@@ -530,7 +583,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -545,9 +598,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {
@@ -581,9 +649,11 @@ export interface paths {
           }
           content?: never
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -592,7 +662,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No such task for this user: another user's task gets the same answer */
         404: {
           headers: {
             [name: string]: unknown
@@ -603,7 +673,7 @@ export interface paths {
             }
           }
         }
-        /** @description If-Match names a version the task no longer has: nothing changed */
+        /** @description If-Match names a version the task no longer has: nothing changed. GET the task again, reconcile, retry */
         412: {
           headers: {
             [name: string]: unknown
@@ -614,7 +684,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -629,9 +699,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {
@@ -673,7 +758,7 @@ export interface paths {
         }
         cookie?: never
       }
-      requestBody: {
+      requestBody?: {
         content: {
           'application/json': {
             completed?: boolean
@@ -706,7 +791,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
             [name: string]: unknown
@@ -717,9 +802,11 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
+            /** @description `Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -728,7 +815,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description No such task for this user: another user's task gets the same answer */
         404: {
           headers: {
             [name: string]: unknown
@@ -739,7 +826,7 @@ export interface paths {
             }
           }
         }
-        /** @description If-Match names a version the task no longer has: nothing changed */
+        /** @description If-Match names a version the task no longer has: nothing changed. GET the task again, reconcile, retry */
         412: {
           headers: {
             [name: string]: unknown
@@ -750,7 +837,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is over 65536 bytes, as declared by Content-Length or as sent */
         413: {
           headers: {
             [name: string]: unknown
@@ -761,7 +848,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description The body is not application/json in UTF-8 (another media type or charset, or a Content-Encoding) */
         415: {
           headers: {
             [name: string]: unknown
@@ -772,7 +859,7 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Validation failed: `detail` lists each problem as `{loc, msg, type}` (at most 20) */
         422: {
           headers: {
             [name: string]: unknown
@@ -787,9 +874,24 @@ export interface paths {
             }
           }
         }
-        /** @description Default Response */
+        /** @description Over this user's share of concurrent requests: nothing was written; retry after `Retry-After` seconds */
+        429: {
+          headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
+        /** @description The database or the key set cannot be reached: retry after `Retry-After` seconds. Not a sign-out: the token may be valid */
         503: {
           headers: {
+            /** @description Seconds to wait before retrying */
+            'Retry-After'?: string
             [name: string]: unknown
           }
           content: {

@@ -116,8 +116,7 @@ void describe('the typed client, against the service over HTTP', () => {
     assert.equal((await api.GET('/api/tasks/{id}', { params: { path: { id } } })).data?.title, 'Edited elsewhere')
 
     const toggled = await api.PATCH('/api/tasks/{id}/complete', {
-      params: { path: { id }, header: { 'if-match': currentEtag } },
-      body: {},
+      params: { path: { id }, header: { 'if-match': currentEtag } }, // no body: a toggle
     })
     assert.equal(toggled.response.status, 200)
     assert.equal(toggled.data?.completed, true)

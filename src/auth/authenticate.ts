@@ -41,11 +41,11 @@ function countAuthorizationHeaders(rawHeaders: readonly string[]): number {
 
 /**
  * Registers the authentication hook on the instance it is called with: register it inside the /api scope,
- * so /health, /ready and /docs stay public without exemptions. Errors (API.md "Authentication", RFC 6750 §3): 401
- * with `WWW-Authenticate`, 400 for two Authorization headers, 503 with Retry-After when the key set cannot be fetched
- * (the token may be valid, so the client must not sign its user out). Every refused token is logged once, at info, by
- * the request's logger: `token refused` with its reason (src/auth/token-refusal.ts); a request without credentials is
- * not.
+ * so /health, /ready and /docs stay public without exemptions. Errors (docs/contract.md "Authentication", RFC 6750 §3):
+ * 401 with `WWW-Authenticate`, 400 for two Authorization headers, 503 with Retry-After when the key set cannot be
+ * fetched (the token may be valid, so the client must not sign its user out). Every refused token is logged once, at
+ * info, by the request's logger: `token refused` with its reason (src/auth/token-refusal.ts); a request without
+ * credentials is not.
  */
 export function authenticate(app: FastifyInstance, verifier: TokenVerifier): void {
   app.decorateRequest('userId', '')

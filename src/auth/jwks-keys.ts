@@ -1,5 +1,5 @@
 // The remote key set behind JWT_JWKS_URL, built over jose's local key set because jose's remote set
-// (6.x) throws on a failed refresh even for a kid it knew; here the last good set is kept (API.md rule 5).
+// (6.x) throws on a failed refresh even for a kid it knew; here the last good set is kept (docs/contract.md rule 5).
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose'
 
 /** Thrown by `getKey` when no key set has ever been fetched and the endpoint cannot be reached now. */
@@ -15,7 +15,7 @@ interface JwksKeysOptions {
   url: URL
   /** Limit on one fetch of the key set (default 5000). */
   fetchTimeoutMs?: number
-  /** Least time between two fetches caused by tokens with an unknown `kid` (default 30000, API.md). */
+  /** Least time between two fetches caused by tokens with an unknown `kid` (default 30000, docs/contract.md). */
   unknownKidCooldownMs?: number
   /** Least time between two fetches while no key set has been fetched yet (default 5000). */
   firstFetchRetryMs?: number

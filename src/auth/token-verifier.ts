@@ -1,4 +1,4 @@
-// Turns a bearer token into the caller's user id, by API.md's "Authentication" rules, or says why not.
+// Turns a bearer token into the caller's user id, by docs/contract.md's "Authentication" rules, or says why not.
 import { decodeProtectedHeader, jwtVerify, type JWTPayload, type ProtectedHeaderParameters } from 'jose'
 import type { Config } from '../config.ts'
 import { createJwksKeys, KeySetUnavailableError } from './jwks-keys.ts'
@@ -24,7 +24,7 @@ export class AuthError extends Error {
   }
 }
 
-/** What a verified token tells the service: only who the caller is (API.md rule 4). */
+/** What a verified token tells the service: only who the caller is (docs/contract.md rule 4). */
 export interface VerifiedToken {
   userId: string
 }
@@ -50,8 +50,8 @@ const ASYMMETRIC_ALGORITHMS = [
 ]
 
 /**
- * Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id` (API.md
- * rule 3).
+ * Longest accepted user id in characters (code points, as PostgreSQL counts them): the width of `tasks.user_id`
+ * (docs/contract.md rule 3).
  */
 const MAX_USER_ID_LENGTH = 255
 
@@ -68,8 +68,8 @@ export function acceptedAlgorithms(config: Pick<Config, 'betterAuthSecret' | 'jw
 /**
  * Creates the verifier. HS256 uses the secret's raw UTF-8 bytes (as Better Auth signs its cookie cache), imported
  * once, and is refused when there is no secret (JWKS only); every other algorithm goes to the JWKS or is refused
- * (API.md rule 1). Options: `now`, the clock in epoch ms (tests inject one); `onJwksFetchError`, told about each failed
- * key-set fetch; `jwksFetchTimeoutMs`, the limit on one fetch.
+ * (docs/contract.md rule 1). Options: `now`, the clock in epoch ms (tests inject one); `onJwksFetchError`, told about
+ * each failed key-set fetch; `jwksFetchTimeoutMs`, the limit on one fetch.
  */
 export function createTokenVerifier(
   config: TokenVerifierConfig,
@@ -138,7 +138,7 @@ export function createTokenVerifier(
         if (error instanceof KeySetUnavailableError) throw new AuthError('unavailable')
         throw new AuthError(refusalOfJoseError(error, header))
       }
-      // jose checks iat only against a maximum age; API.md also refuses one from the future.
+      // jose checks iat only against a maximum age; docs/contract.md also refuses one from the future.
       if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + config.clockToleranceS)
         throw new AuthError({ reason: 'not_yet_valid', claim: 'iat' })
       const userId = userIdOf(payload)

@@ -32,7 +32,7 @@ export type Database =
     })
   | (DatabaseBase & { kind: 'pglite'; db: PgliteDatabase<typeof schema>; client: PGlite })
 
-/** Limits for a PostgreSQL server connection pool (API.md configuration; all times in ms). */
+/** Limits for a PostgreSQL server connection pool (docs/contract.md configuration; all times in ms). */
 export interface PoolOptions {
   poolMax: number
   statementTimeoutMs: number

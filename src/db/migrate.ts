@@ -22,7 +22,7 @@ const MIGRATION_STATEMENT_TIMEOUT_MS = 10 * 60_000
 
 /**
  * Thrown when the server's database is not UTF8: under SQL_ASCII, `varchar(n)` counts bytes, so a valid 200-character
- * title of accented letters or emoji would fail as a 500 (API.md counts characters).
+ * title of accented letters or emoji would fail as a 500 (docs/contract.md counts characters).
  */
 class DatabaseEncodingError extends Error {
   constructor(readonly encoding: string) {

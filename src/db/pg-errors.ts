@@ -80,7 +80,7 @@ function hasSqlState(error: unknown, code: string): boolean {
 
 /**
  * True when `error` (or its `cause` chain, as Drizzle wraps driver errors) means the database could not be reached
- * or did not answer in time: the request gets 503 with Retry-After, not 500 (README "Failure behaviour").
+ * or did not answer in time: the request gets 503 with Retry-After, not 500 (docs/operations.md "Failure behaviour").
  */
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (const current of causes(error)) {

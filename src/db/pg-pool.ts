@@ -1,6 +1,6 @@
 // The pg Pool the service reaches a PostgreSQL server through, with the time limits and the one safe retry of
-// README "Failure behaviour". Statement time limits are enforced by this client with PostgreSQL's CancelRequest,
-// which poolers forward, not by `statement_timeout` (docs/decisions/client-side-statement-timeout.md).
+// docs/operations.md "Failure behaviour". Statement time limits are enforced by this client with PostgreSQL's
+// CancelRequest, which poolers forward, not by `statement_timeout` (docs/decisions/client-side-statement-timeout.md).
 import pg from 'pg'
 import { isConnectionLost, isStaleCachedPlan } from './pg-errors.ts'
 

@@ -36,7 +36,7 @@ export const tasks = pgTable(
   },
   (table) => [
     primaryKey({ name: 'tasks_pkey', columns: [table.userId, table.id] }),
-    // One index per sort key of GET /api/tasks, each ending in id for the tie-break (API.md "Endpoints").
+    // One index per sort key of GET /api/tasks, each ending in id for the tie-break (docs/contract.md "Endpoints").
     index('tasks_user_created_idx').on(table.userId, table.createdAt, table.id),
     index('tasks_user_updated_idx').on(table.userId, table.updatedAt, table.id),
     index('tasks_user_title_idx').on(table.userId, titleSortKey(table.title), table.id),
@@ -79,7 +79,7 @@ export function titleSortKey(title: AnyPgColumn): SQL {
 export type TaskRow = typeof tasks.$inferSelect
 
 /**
- * One row per `Idempotency-Key` a user sent on `POST /api/tasks` (API.md "Retries and concurrent edits"): the
+ * One row per `Idempotency-Key` a user sent on `POST /api/tasks` (docs/contract.md "Retries and concurrent edits"): the
  * request's fingerprint and the response the first request got, written in the same transaction as the task.
  * The primary key leads with `user_id` (keys are scoped to the user, and the table distributes by owner like
  * `tasks`). A row is claimed before the task is inserted, so the response columns are null only inside that

@@ -1,6 +1,6 @@
-// The catalogue of every error answer the service gives: status, detail and headers, in one place (API.md "Errors":
-// every error body is {"detail": …}). Whoever answers with an error takes it from here; the OpenAPI error responses
-// are built from the same shapes.
+// The catalogue of every error answer the service gives: status, detail and headers, in one place (docs/contract.md
+// "Errors": every error body is {"detail": …}). Whoever answers with an error takes it from here; the OpenAPI error
+// responses are built from the same shapes.
 import type { FastifyReply } from 'fastify'
 import { Type, type TSchema } from 'typebox'
 
@@ -53,7 +53,7 @@ export const answers = {
   credentialsAmbiguous: new HttpError(400, 'Send exactly one Authorization header', {
     'www-authenticate': 'Bearer error="invalid_request"',
   }),
-  /** 401: no `Authorization: Bearer <token>` (an empty bearer included). API.md "Authentication". */
+  /** 401: no `Authorization: Bearer <token>` (an empty bearer included). docs/contract.md "Authentication". */
   notAuthenticated: new HttpError(401, 'Not authenticated', BEARER_CHALLENGE),
   /** 401: a token that does not verify (signature, issuer, audience, claims). */
   invalidToken: new HttpError(401, 'Invalid token', INVALID_TOKEN_CHALLENGE),
@@ -61,11 +61,11 @@ export const answers = {
   tokenExpired: new HttpError(401, 'Token expired', INVALID_TOKEN_CHALLENGE),
   /** 404: a route that does not exist, with or without a token. */
   routeNotFound: new HttpError(404, 'Not Found'),
-  /** 404: the caller's task does not exist; another user's is the same answer (API.md "Errors"). */
+  /** 404: the caller's task does not exist; another user's is the same answer (docs/contract.md "Errors"). */
   taskNotFound: new HttpError(404, 'Task not found'),
   /** 408: the header section or the request was not received within its time limit (HTTP_*_TIMEOUT_MS). */
   requestTimeout: new HttpError(408, 'Request timeout'),
-  /** 409: a create when the user already owns MAX_TASKS_PER_USER tasks (API.md "Errors"). */
+  /** 409: a create when the user already owns MAX_TASKS_PER_USER tasks (docs/contract.md "Errors"). */
   taskLimitReached: new HttpError(409, 'Task limit reached'),
   /** 409: a repeat of an Idempotency-Key whose first request is still running. */
   idempotencyKeyInProgress: new HttpError(
@@ -75,7 +75,7 @@ export const answers = {
   ),
   /** 412: If-Match names a version the task no longer has (RFC 9110 §13.1.1). */
   preconditionFailed: new HttpError(412, 'Precondition failed'),
-  /** 413: a body over BODY_LIMIT_BYTES, declared or streamed (API.md "Errors"). */
+  /** 413: a body over BODY_LIMIT_BYTES, declared or streamed (docs/contract.md "Errors"). */
   bodyTooLarge: new HttpError(413, 'Request body too large (limit 65536 bytes)'),
   /** 414: a path segment longer than Fastify's `maxParamLength`. */
   pathSegmentTooLong: new HttpError(414, 'URL path segment too long'),
@@ -95,7 +95,7 @@ export const answers = {
       type: 'idempotency_key_reused',
     },
   ]),
-  /** 429: one user's requests over their share (API.md "Rate limits"); nothing was written. */
+  /** 429: one user's requests over their share (docs/contract.md "Rate limits"); nothing was written. */
   tooManyRequests: new HttpError(429, 'Too many requests', { 'retry-after': '1' }),
   /** 431: a header section over Node's limit. */
   headerFieldsTooLarge: new HttpError(431, 'Request header fields too large'),
@@ -141,7 +141,7 @@ export function sendAnswer(reply: FastifyReply, answer: HttpError): FastifyReply
   return reply.code(answer.status).headers(answer.headers).send({ detail: answer.detail })
 }
 
-/** Body of every error but 422 (API.md "Errors"). */
+/** Body of every error but 422 (docs/contract.md "Errors"). */
 const ErrorResponse = Type.Object({ detail: Type.String() })
 
 /** Body of a 422: FastAPI's list of `{loc, msg, type}`. */
@@ -186,7 +186,8 @@ const exampleOf = (
   value: { detail: answer.detail },
 })
 
-/** The 401 bodies a client tells apart (API.md "Authentication"), as named OpenAPI examples, each named by its body. */
+/** The 401 bodies a client tells apart (docs/contract.md "Authentication"), as named OpenAPI examples, each named by
+ * its body. */
 const UNAUTHORIZED_EXAMPLES = {
   'Not authenticated': exampleOf(
     answers.notAuthenticated,

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import { answers } from './answers.ts'
 
-/** Largest accepted request body: 64 KiB (API.md "Errors": past it, 413). */
+/** Largest accepted request body: 64 KiB (docs/contract.md "Errors": past it, 413). */
 export const BODY_LIMIT_BYTES = 64 * 1024
 
 /** Decodes UTF-8 strictly: invalid bytes throw instead of silently becoming U+FFFD. A BOM is dropped. */

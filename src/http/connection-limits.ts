@@ -1,7 +1,7 @@
-// The HTTP server, with a bound on what one connection can make the process hold (README "Failure behaviour"): each
-// connection's requests run one at a time, at most HTTP_MAX_PIPELINED_REQUESTS deep, each reply written within
-// HTTP_SEND_TIMEOUT_MS, none after a reply that closes the connection (RFC 9112 §9.6); closing ends the connections
-// with no request started. Why Node's server needs this: docs/decisions/one-request-per-connection.md.
+// The HTTP server, with a bound on what one connection can make the process hold (docs/operations.md "Failure
+// behaviour"): each connection's requests run one at a time, at most HTTP_MAX_PIPELINED_REQUESTS deep, each reply
+// written within HTTP_SEND_TIMEOUT_MS, none after a reply that closes the connection (RFC 9112 §9.6); closing ends the
+// connections with no request started. Why Node's server needs this: docs/decisions/one-request-per-connection.md.
 import {
   createServer,
   type IncomingMessage,

@@ -31,11 +31,14 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
       },
     },
     // A plugin's '/' route under a prefix is documented as '/api/tasks/'; Fastify serves it with and without
-    // the slash, and API.md names it '/api/tasks', so the document does too (clients generated from it agree).
+    // the slash, and docs/contract.md names it '/api/tasks', so the document does too (clients generated from it
+    // agree).
     transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/+$/, '') : url }),
     // The 422 message of a pattern is the validator's annotation, not part of the schema a client is given.
     transformObject: (document) =>
-      withoutPatternMessages('openapiObject' in document ? document.openapiObject : document.swaggerObject),
+      withOptionalBodies(
+        withoutPatternMessages('openapiObject' in document ? document.openapiObject : document.swaggerObject),
+      ),
   })
   await app.register(swaggerUi, {
     routePrefix: '/docs',
@@ -50,6 +53,25 @@ export async function installOpenApi(app: FastifyInstance): Promise<void> {
     uiConfig: { persistAuthorization: false },
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+}
+
+/**
+ * Marks a route's body as optional in the document: `BODY_OPTIONAL: true` on a route schema. @fastify/swagger always
+ * writes `requestBody.required: true`, but PATCH /api/tasks/{id}/complete accepts no body (it toggles), and a client
+ * generated from the document would otherwise have to send `{}`.
+ */
+export const BODY_OPTIONAL = 'x-body-optional'
+
+/** The document with `requestBody.required: false` on every operation marked BODY_OPTIONAL, and the mark removed. */
+function withOptionalBodies<T>(document: T): T {
+  type Operation = { [BODY_OPTIONAL]?: boolean; requestBody?: { required?: boolean } }
+  const paths = (document as { paths?: Record<string, Record<string, Operation>> }).paths ?? {}
+  for (const operation of Object.values(paths).flatMap((path) => Object.values(path))) {
+    if (operation[BODY_OPTIONAL] !== true) continue
+    delete operation[BODY_OPTIONAL]
+    if (operation.requestBody !== undefined) operation.requestBody.required = false
+  }
+  return document
 }
 
 /** A copy of the document with every PATTERN_MESSAGE keyword left out. */

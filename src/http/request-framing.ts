@@ -1,6 +1,6 @@
 // Message framing rules of RFC 9112 that Node's HTTP server leaves to the application: an oversized or unread body
-// is never read, `100 Continue` only for a request that will be read, and a missing Host is a 400 with API.md's error
-// body. (No request runs after a response that closes its connection: connection-limits.ts.)
+// is never read, `100 Continue` only for a request that will be read, and a missing Host is a 400 with
+// docs/contract.md's error body. (No request runs after a response that closes its connection: connection-limits.ts.)
 import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { answers, type HttpError, sendAnswer } from './answers.ts'
@@ -24,7 +24,8 @@ const unmetExpectations = new WeakSet<ServerResponse>()
 
 /**
  * Marks a request whose `Expect` this server cannot meet: Node would answer 417 itself, bodiless and outside the
- * connection's queue; `installRequestFraming`'s first hook answers it instead, in turn and with API.md's body.
+ * connection's queue; `installRequestFraming`'s first hook answers it instead, in turn and with docs/contract.md's
+ * body.
  */
 export function refuseExpectation(response: ServerResponse): void {
   unmetExpectations.add(response)

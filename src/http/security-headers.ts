@@ -32,8 +32,9 @@ export const SECURITY_HEADER_LINES: string = (() => {
 })()
 
 /**
- * Sets the request id and the security headers on a response (API.md "Cross-cutting": on every response). Called by
- * the first onRequest hook, and by the answers to errors raised before routing (`frameworkErrors`), where no hook runs.
+ * Sets the request id and the security headers on a response (docs/contract.md "Cross-cutting": on every response).
+ * Called by the first onRequest hook, and by the answers to errors raised before routing (`frameworkErrors`), where no
+ * hook runs.
  */
 export function applySecurityHeaders(
   request: FastifyRequest,

@@ -41,14 +41,14 @@ export function serverOptions(config: Readonly<Config>, logStream?: DestinationS
     // HTTP_MAX_PIPELINED_REQUESTS deep, sent within HTTP_SEND_TIMEOUT_MS, none after a closing answer (RFC 9112 §9.6).
     serverFactory: connectionLimitedServerFactory(config),
     // While SIGTERM drains, a request that still arrives on an open connection is served (with Connection: close),
-    // not refused: the database is still there, and Fastify's own 503 would not have API.md's body.
+    // not refused: the database is still there, and Fastify's own 503 would not have docs/contract.md's body.
     return503OnClosing: false,
     // Errors of the HTTP parser (431, 408, 400) get {"detail": …} like every other error.
     clientErrorHandler: clientErrorAnswerer(SECURITY_HEADER_LINES),
     // Errors raised before routing (an undecodable URL, an over-long path segment) get {"detail": …} too.
     frameworkErrors: (error, request, reply) => {
-      // No hook runs before these answers: the request id and the security headers are set here (API.md: every
-      // response).
+      // No hook runs before these answers: the request id and the security headers are set here (docs/contract.md:
+      // every response).
       applySecurityHeaders(request, reply)
       answerFrameworkError(error, request, reply)
     },

@@ -1,5 +1,5 @@
 // Request validation: the Ajv instances that check every request part against its route schema, and the mapping of
-// Ajv's errors to the FastAPI-style entries of a 422 (API.md "Errors").
+// Ajv's errors to the FastAPI-style entries of a 422 (docs/contract.md "Errors").
 import type { FastifyInstance } from 'fastify'
 import { Ajv } from 'ajv'
 import type { ValidationIssue } from './answers.ts'

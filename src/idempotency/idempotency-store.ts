@@ -26,7 +26,8 @@ export type OnceOutcome =
   | { kind: 'mismatch' }
   | { kind: 'in-progress' }
 
-/** Idempotency-Key for a create (API.md "Retries and concurrent edits"): the work runs once per owner and key. */
+/** Idempotency-Key for a create (docs/contract.md "Retries and concurrent edits"): the work runs once per owner and
+ * key. */
 export interface IdempotencyStore {
   /**
    * Runs `work` in a transaction unless `ownerId` already used `key` within the retention window. The key row
@@ -47,7 +48,7 @@ export interface IdempotencyStore {
 export interface IdempotencyOptions {
   /** The clock, for the stored timestamps and the expiry check (tests move it forward). Default: the system clock. */
   now?: () => Date
-  /** How long a key is remembered, in ms. Default 24 hours (API.md). */
+  /** How long a key is remembered, in ms. Default 24 hours (docs/contract.md). */
   retentionMs?: number
   /**
    * How long, in ms, a repeat waits for a first request with the same key that is still in flight (on the
@@ -59,7 +60,7 @@ export interface IdempotencyOptions {
   sweepBatch?: number
 }
 
-/** How long a key is remembered by default: 24 hours, in ms (API.md). */
+/** How long a key is remembered by default: 24 hours, in ms (docs/contract.md). */
 export const DEFAULT_RETENTION_MS = 24 * 60 * 60 * 1000
 
 /** How many expired rows each claimed key deletes by default. */

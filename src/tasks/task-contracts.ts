@@ -1,7 +1,9 @@
-// The contract of each task route (API.md "Endpoints"): what it takes (path, query, headers, body) and every answer
-// it gives, as the Fastify schema that validates the request, serializes the response and writes the OpenAPI document.
+// The contract of each task route (docs/contract.md "Endpoints"): what it takes (path, query, headers, body) and every
+// answer it gives, as the Fastify schema that validates the request, serializes the response and writes the OpenAPI
+// document.
 import { Type } from 'typebox'
 import { errorResponses } from '../http/answers.ts'
+import { BODY_OPTIONAL } from '../http/openapi.ts'
 import {
   Task,
   TaskComplete,
@@ -89,6 +91,7 @@ export const completeTask = {
   params: TaskIdParams,
   headers: TaskWriteHeaders,
   body: TaskComplete,
+  [BODY_OPTIONAL]: true,
   response: { 200: TaskWithEtag, ...errorResponses(400, 401, 404, 412, 413, 415, 422, 429, 503) },
 }
 

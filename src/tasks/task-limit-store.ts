@@ -6,7 +6,7 @@ import { taskCounts, tasks } from '../db/schema.ts'
 /** A value, or a placeholder of a prepared statement. */
 export type InsertValue<T> = T | Placeholder
 
-/** The columns a create sets, as values or as placeholders: the owner and API.md's fields. */
+/** The columns a create sets, as values or as placeholders: the owner and docs/contract.md's fields. */
 export interface NewTask {
   userId: InsertValue<string>
   title: InsertValue<string>

@@ -4,11 +4,11 @@ import type { TasksDb } from '../db/database.ts'
 import { taskCounts, tasks, titleSortKey } from '../db/schema.ts'
 import type { TaskListQuery } from './task-schemas.ts'
 
-/** API.md's `status` filter. */
+/** docs/contract.md's `status` filter. */
 export type TaskStatus = NonNullable<TaskListQuery['status']>
-/** API.md's `sort` key. */
+/** docs/contract.md's `sort` key. */
 export type TaskSort = NonNullable<TaskListQuery['sort']>
-/** API.md's `order`. */
+/** docs/contract.md's `order`. */
 export type SortOrder = NonNullable<TaskListQuery['order']>
 
 /**

@@ -1,4 +1,4 @@
-// The task routes of API.md "Endpoints", thin: validated input in, one store call, the store's answer out.
+// The task routes of docs/contract.md "Endpoints", thin: validated input in, one store call, the store's answer out.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { TasksDb } from '../db/database.ts'
@@ -29,8 +29,9 @@ async function sendStored(reply: FastifyReply, response: StoredResponse): Promis
 }
 
 /**
- * POST and PUT: a missing body is 422, and `title` is trimmed before it is validated (API.md "The task resource").
- * A callback hook, not an async one: it awaits nothing, and a promise per request is measurable (bench/README.md).
+ * POST and PUT: a missing body is 422, and `title` is trimmed before it is validated (docs/contract.md "The task
+ * resource"). A callback hook, not an async one: it awaits nothing, and a promise per request is measurable
+ * (bench/README.md).
  */
 function requireBodyAndTrimTitle(request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
   if (request.body === undefined) return done(answers.bodyMissing)

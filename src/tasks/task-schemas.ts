@@ -1,4 +1,4 @@
-// TypeBox schemas of the task resource (API.md "The task resource"): each gives the TypeScript type,
+// TypeBox schemas of the task resource (docs/contract.md "The task resource"): each gives the TypeScript type,
 // the request validation and the OpenAPI document at once.
 import { Type, type Static } from 'typebox'
 import { patternWithMessage } from '../http/validation.ts'

@@ -1,5 +1,5 @@
-// The owner-scoped task operations of API.md, and the only SQL about tasks. Every statement filters by the owner,
-// and every write is one statement, its If-Match version check included.
+// The owner-scoped task operations of docs/contract.md, and the only SQL about tasks. Every statement filters by the
+// owner, and every write is one statement, its If-Match version check included.
 import { and, eq, not, sql } from 'drizzle-orm'
 import type { TasksDb } from '../db/database.ts'
 import { isNotNullViolation } from '../db/pg-errors.ts'
@@ -58,15 +58,15 @@ export interface TaskStoreOptions {
   /** `DATABASE_PREPARED_STATEMENTS` (default true): see src/db/prepared-statements.ts. */
   preparedStatements?: boolean
   /**
-   * `MAX_TASKS_PER_USER` (API.md; default 0 here, no cap): a create when the owner already has this many tasks
-   * writes nothing and gives 'limit-reached'. Exact under concurrency: see `cappedInsert`.
+   * `MAX_TASKS_PER_USER` (docs/contract.md; default 0 here, no cap): a create when the owner already has this many
+   * tasks writes nothing and gives 'limit-reached'. Exact under concurrency: see `cappedInsert`.
    */
   maxTasksPerUser?: number
 }
 
 /**
  * The next `updated_at`: now, but always at least 1 ms past the previous value, so that it visibly
- * advances on every write even within one millisecond (API.md: "changes on every write").
+ * advances on every write even within one millisecond (docs/contract.md: "changes on every write").
  */
 const NEXT_UPDATED_AT = sql`greatest(clock_timestamp(), ${tasks.updatedAt} + interval '1 millisecond')`
 
@@ -205,7 +205,8 @@ export function createTaskStore(db: TasksDb, options: TaskStoreOptions = {}): Ta
 /** The parameters of every write: the owner's task, and the expected versions (null: any). */
 type WriteParams = { ownerId: string; taskId: number; expected: Date[] | null }
 
-/** What a write changes: API.md's fields, and `completed: 'toggle'` for `NOT completed` (the toggle route). */
+/** What a write changes: docs/contract.md's fields, and `completed: 'toggle'` for `NOT completed` (the toggle route).
+ * */
 type Changes = Omit<TaskUpdate, 'completed'> & { completed?: boolean | 'toggle' }
 
 /** Which columns an UPDATE sets: `completed` to a value ('set'), to `NOT completed` ('toggle'), or not at all. */
@@ -215,7 +216,7 @@ interface UpdatedColumns {
   completed: 'set' | 'toggle' | false
 }
 
-/** A new task's column values with API.md's defaults (no description, not completed). */
+/** A new task's column values with docs/contract.md's defaults (no description, not completed). */
 function insertValues(input: TaskCreate): { title: string; description: string | null; completed: boolean } {
   return { title: input.title, description: input.description ?? null, completed: input.completed ?? false }
 }

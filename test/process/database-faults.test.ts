@@ -147,7 +147,7 @@ async function startFaultyService(
   }
 }
 
-/** A 503 exactly as API.md has it. */
+/** A 503 exactly as docs/contract.md has it. */
 function assertUnavailable(answer: Answer, what: string): void {
   assert.equal(answer.status, 503, `${what}: ${JSON.stringify(answer.body)}`)
   assert.deepEqual(answer.body, { detail: 'Service unavailable' }, what)

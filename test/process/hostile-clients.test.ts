@@ -1,8 +1,8 @@
 // Slow, oversized and numerous clients against the real server (src/main.ts as a child process on 127.0.0.1), over
 // raw sockets: trickled headers and bodies are cut at their time limits, idle kept-alive connections are closed,
 // a body over 64 KiB is refused with 413 while it streams (chunked or not) and never read to its end, an oversized
-// header section is 431, and 1,000 idle connections do not stop /health. Every answer has API.md's error body.
-// Runs in both passes, on the pass's database (memory:// for PGlite, a fresh database on the server otherwise).
+// header section is 431, and 1,000 idle connections do not stop /health. Every answer has docs/contract.md's error
+// body. Runs in both passes, on the pass's database (memory:// for PGlite, a fresh database on the server otherwise).
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, describe, test, type TestContext } from 'node:test'
@@ -81,8 +81,8 @@ async function openRaw(t: TestContext, server: ChildServer): Promise<RawConnecti
 
 /** The status and JSON body of the first response in raw HTTP text. */
 /**
- * An answer written by the HTTP parser's error handler (no request, no hook) still has what API.md puts on every
- * response: the security headers and an X-Request-Id.
+ * An answer written by the HTTP parser's error handler (no request, no hook) still has what docs/contract.md puts on
+ * every response: the security headers and an X-Request-Id.
  */
 function assertParserAnswerHeaders(headers: string): void {
   for (const header of [

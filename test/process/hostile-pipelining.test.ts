@@ -18,7 +18,7 @@ import {
 } from '../helpers/pipelining-attack.ts'
 import { tokenFor } from '../helpers/tokens.ts'
 
-/** README "Failure behaviour": the server's RSS under 200 such connections (tsx's loader included). */
+/** docs/operations.md "Failure behaviour": the server's RSS under 200 such connections (tsx's loader included). */
 const RSS_BOUND_MIB = 1536
 const HOSTILE_CONNECTIONS = 200
 const PHASE_MS = 12_000

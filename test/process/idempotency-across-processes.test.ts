@@ -1,4 +1,4 @@
-// Safe retries of POST /api/tasks (API.md "Retries and concurrent edits") across two real server processes
+// Safe retries of POST /api/tasks (docs/contract.md "Retries and concurrent edits") across two real server processes
 // (src/main.ts as child processes) sharing one PostgreSQL database: one Idempotency-Key creates one task whichever
 // process answers. Registered only when TEST_DATABASE_URL is set.
 import assert from 'node:assert/strict'

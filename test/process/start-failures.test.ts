@@ -1,6 +1,6 @@
 // Failures at start, each caused for real, must end with exit 1 and one line on stderr naming the cause (no stack
-// trace); a configuration API.md refuses stops the start with a message naming every bad variable; a symbolically
-// linked ./.data is followed. Real child processes (src/main.ts); mounts need root.
+// trace); a configuration docs/contract.md refuses stops the start with a message naming every bad variable; a
+// symbolically linked ./.data is followed. Real child processes (src/main.ts); mounts need root.
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs'
 import { createServer, type AddressInfo } from 'node:net'

@@ -123,8 +123,7 @@ function renderTask(task: Task): HTMLLIElement {
 
 async function toggleTask(task: Task): Promise<string> {
   const { data, error } = await tasksApi().PATCH('/api/tasks/{id}/complete', {
-    params: { path: { id: task.id } },
-    body: {}, // no `completed`: the API toggles it
+    params: { path: { id: task.id } }, // no body: the API toggles `completed`
   })
   await loadTasks()
   if (error !== undefined) return `Not changed: ${messageOf(error)}`

@@ -236,6 +236,16 @@ describe('without a key set: HS256 tokens only', () => {
       }
     })
 
+    test('a long run of spaces and tabs inside the credential is refused as fast as any other', async () => {
+      // 16,000 characters: as much as Node's 16 KB header limit lets through. Read by a backtracking pattern, each
+      // of these requests cost about 120 ms of CPU before its token was even looked at; read linearly, about 1 ms.
+      const hostile = `Bearer x${' \t'.repeat(8000)}y`
+      const started = performance.now()
+      for (let i = 0; i < 10; i++) await expectRefused(app, hostile, INVALID_TOKEN)
+      const elapsedMs = performance.now() - started
+      assert.ok(elapsedMs < 500, `10 requests took ${Math.round(elapsedMs)} ms`)
+    })
+
     test('the scheme is case-insensitive: "bearer", "BEARER" and "BeArEr" all work', async () => {
       for (const scheme of ['bearer', 'BEARER', 'BeArEr', 'Bearer']) {
         const response = await send(app, 'GET', `${scheme} ${alice}`)

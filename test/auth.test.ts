@@ -236,6 +236,17 @@ describe('without a key set: HS256 tokens only', () => {
       }
     })
 
+    test('a long run of spaces and tabs inside the credential is read in linear time', async () => {
+      // Read by a backtracking pattern, 16,000 such characters (all Node's header limit lets through) cost about 120
+      // ms of CPU per request. inject() has no header limit, so a 300 KB run makes the difference unmistakable: about
+      // 40 s for the quadratic pattern, milliseconds read linearly. The bound guards the complexity, not a speed.
+      const hostile = `Bearer x${' \t'.repeat(150_000)}y`
+      const started = performance.now()
+      await expectRefused(app, hostile, INVALID_TOKEN)
+      const elapsedMs = performance.now() - started
+      assert.ok(elapsedMs < 10_000, `one request took ${Math.round(elapsedMs)} ms`)
+    })
+
     test('the scheme is case-insensitive: "bearer", "BEARER" and "BeArEr" all work', async () => {
       for (const scheme of ['bearer', 'BEARER', 'BeArEr', 'Bearer']) {
         const response = await send(app, 'GET', `${scheme} ${alice}`)

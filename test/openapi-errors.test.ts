@@ -39,10 +39,17 @@ void test('/openapi.json: every error response of /api describes itself, and eac
       )
       assert.notEqual(response.description, 'Default Response', `${where} ${status}`)
     }
-    for (const status of ['401', '422', '429', '503'])
+    // 400 too: two Authorization headers are refused on every /api route, reads included.
+    for (const status of ['400', '401', '422', '429', '503'])
       assert.ok(operation.responses[status] !== undefined, `${where} documents ${status}`)
     for (const status of ['429', '503'])
       assert.ok(operation.responses[status]?.headers?.['Retry-After'] !== undefined, `${where} ${status}: Retry-After`)
+
+    assert.match(
+      String((operation.responses['400']?.headers?.['WWW-Authenticate'] as { description?: string })?.description),
+      /invalid_request/,
+      `${where} 400: WWW-Authenticate of two Authorization headers`,
+    )
 
     const unauthorized = operation.responses['401']
     assert.ok(unauthorized?.headers?.['WWW-Authenticate'] !== undefined, `${where} 401: WWW-Authenticate`)

@@ -86,9 +86,10 @@ function bearerTokenMiddleware(getToken: () => Promise<string | null>): Middlewa
       // The first request to learn that its token was refused drops it; the others refused with the same token then
       // find the refresh in flight (or its result) and share it, so getToken() runs once for all of them.
       if (token === attempt.token) token = null
-      const bearer = token ?? (await refresh())
-      // The refused answer is not read: cancelling its body frees the connection for the retry.
+      // The refused answer is not read: cancelling its body frees the connection for the retry. Before the refresh,
+      // so that a getToken that throws does not leave it holding its connection.
       await response.body?.cancel()
+      const bearer = token ?? (await refresh())
       const retry = attempt.copy
       if (bearer === null) retry.headers.delete('Authorization')
       else retry.headers.set('Authorization', `Bearer ${bearer}`)

@@ -141,6 +141,19 @@ export interface paths {
             }[]
           }
         }
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
+        400: {
+          headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
         /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
@@ -252,6 +265,8 @@ export interface paths {
         /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -399,6 +414,19 @@ export interface paths {
             }
           }
         }
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
+        400: {
+          headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
+        }
         /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
           headers: {
@@ -518,6 +546,8 @@ export interface paths {
         /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {
@@ -648,6 +678,19 @@ export interface paths {
             [name: string]: unknown
           }
           content?: never
+        }
+        /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
+        400: {
+          headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
+            [name: string]: unknown
+          }
+          content: {
+            'application/json': {
+              detail: string
+            }
+          }
         }
         /** @description No usable bearer token. `detail` is exactly one of the examples. `WWW-Authenticate: Bearer` means no credentials (sign in); `Bearer error="invalid_token"` means an expired or refused token: get a fresh one and retry once */
         401: {
@@ -794,6 +837,8 @@ export interface paths {
         /** @description Malformed request: a body that is not JSON or not UTF-8 (or holds `__proto__`), a Content-Length that does not match the body, or two Authorization headers */
         400: {
           headers: {
+            /** @description Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1) */
+            'WWW-Authenticate'?: string
             [name: string]: unknown
           }
           content: {

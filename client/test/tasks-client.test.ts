@@ -180,6 +180,32 @@ void describe('the typed client, against the service over HTTP', () => {
     assert.equal(sent.length, 8, 'each request sent once and retried once')
   })
 
+  void test('a getToken that throws on the refresh: the error reaches the caller, the refused answer is released, and the next request asks again', async () => {
+    const user = 'client-refresh-throws'
+    let calls = 0
+    const answers: Response[] = []
+    const api = createTasksClient({
+      baseUrl,
+      getToken: async () => {
+        calls += 1
+        if (calls === 1) return expiredTokenFor(user)
+        if (calls === 2) throw new Error('the session store is down')
+        return tokenFor(user)
+      },
+      fetch: async (request) => {
+        const response = await fetch(request)
+        answers.push(response)
+        return response
+      },
+    })
+    await assert.rejects(api.GET('/api/tasks'), /the session store is down/)
+    assert.equal(answers.length, 1, 'no retry without a token')
+    // An unread body holds its connection until it is garbage-collected: the 401 must be released even so.
+    assert.equal(answers[0]?.bodyUsed, true, 'the refused answer is cancelled')
+    assert.equal((await api.GET('/api/tasks')).response.status, 200, 'the failed refresh is not remembered')
+    assert.equal(calls, 3)
+  })
+
   void test('a 401 without error="invalid_token" (no token) is returned as is; null is not held', async () => {
     const user = 'client-signed-out'
     let signedIn = false

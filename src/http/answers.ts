@@ -202,6 +202,11 @@ const UNAUTHORIZED_EXAMPLES = {
 
 /** Response headers of the statuses that carry one, for the OpenAPI document. */
 const ERROR_HEADERS: Readonly<Record<number, Record<string, TSchema>>> = {
+  400: {
+    'WWW-Authenticate': Type.String({
+      description: 'Only for two Authorization headers: `Bearer error="invalid_request"` (RFC 6750 §3.1)',
+    }),
+  },
   401: {
     'WWW-Authenticate': Type.String({ description: '`Bearer`, or `Bearer error="invalid_token"` (RFC 6750 §3)' }),
   },

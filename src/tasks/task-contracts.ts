@@ -35,7 +35,8 @@ export const listTasks = {
       ...Type.Array(Task),
       headers: { 'X-Total-Count': Type.Integer({ description: 'Tasks matching the filter' }) },
     },
-    ...errorResponses(401, 422, 429, 503),
+    // 400 on every /api route: two Authorization headers are refused before any route runs.
+    ...errorResponses(400, 401, 422, 429, 503),
   },
 }
 
@@ -69,7 +70,7 @@ export const getTask = {
   tags,
   security,
   params: TaskIdParams,
-  response: { 200: TaskWithEtag, ...errorResponses(401, 404, 422, 429, 503) },
+  response: { 200: TaskWithEtag, ...errorResponses(400, 401, 404, 422, 429, 503) },
 }
 
 /** PUT /api/tasks/{id}: a partial update, conditional on `If-Match` when it is sent. */
@@ -104,6 +105,6 @@ export const deleteTask = {
   headers: TaskWriteHeaders,
   response: {
     204: Type.Null({ description: 'Deleted' }),
-    ...errorResponses(401, 404, 412, 422, 429, 503),
+    ...errorResponses(400, 401, 404, 412, 422, 429, 503),
   },
 }
